@@ -1,0 +1,31 @@
+# Two commands a new user needs: `make study` (the whole study on the built-in corpus) and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup study test lint bench clean
+
+$(BIN)/memsinks: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch is pinned here (a CPU build lies on this machine's disk); the package itself asks for a range.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+setup: $(BIN)/memsinks
+
+study: setup
+	$(BIN)/memsinks run configs/default.yaml
+
+test: setup
+	$(BIN)/pytest -q
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+bench: setup
+	$(BIN)/python benchmarks/sink_overhead.py
+
+clean:
+	rm -rf $(VENV) runs

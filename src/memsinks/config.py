@@ -1,0 +1,190 @@
+"""Study configuration: dataclasses, with YAML as their serialised form and `key=value` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .model import ModelConfig
+from .sinks import SinkConfig
+
+
+@dataclass
+class DataConfig:
+    """The training stream: general documents plus a repeated set R, its twins H, validation V."""
+
+    seed: int = 0
+    general_domains: list[str] = field(default_factory=lambda: ["stories", "facts"])
+    repeated_domain: str = "stories"
+    repeated_kind: str = "natural"  # natural | canary (random tokens, same lengths)
+    n_repeated: int = 64  # documents in R (and in H)
+    repetitions: int = 32  # times each R document appears in the stream
+    repeat_span: float = 1.0  # R's repetitions are spread over this leading fraction of training
+    n_validation: int = 256
+
+    def validate(self) -> None:
+        if self.repeated_kind not in ("natural", "canary"):
+            raise ValueError(f"data.repeated_kind = {self.repeated_kind!r}; use natural or canary")
+        if not self.general_domains:
+            raise ValueError("data.general_domains is empty; name at least one corpus domain")
+        for name in ("n_repeated", "repetitions", "n_validation"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"data.{name} = {getattr(self, name)} must be at least 1")
+        if not 0 < self.repeat_span <= 1:
+            raise ValueError(f"data.repeat_span = {self.repeat_span} is not in (0, 1]")
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 32  # documents per step (one document per row)
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    seed: int = 0  # model initialisation
+    eval_every: int = 100  # learning-curve evaluations (0 = none)
+    eval_docs: int = 64  # documents per set in learning-curve evaluations
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # torch CPU threads (0 = torch's default)
+
+    def validate(self) -> None:
+        for name in ("steps", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"train.{name} = {getattr(self, name)} must be at least 1")
+        if self.lr <= 0:
+            raise ValueError(f"train.lr = {self.lr} must be positive")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"train.min_lr_ratio = {self.min_lr_ratio} is not in [0, 1]")
+
+
+@dataclass
+class StudyConfig:
+    """A whole study: the same stream and seeds, several training methods, one report."""
+
+    name: str = "default"
+    methods: list[str] = field(default_factory=lambda: ["standard", "dedup", "memsinks"])
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sinks: SinkConfig = field(default_factory=SinkConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    out_dir: str = "runs"
+
+    def validate(self) -> None:
+        from .methods import METHODS  # methods depend on config, not the other way round
+
+        self.data.validate()
+        self.train.validate()
+        self.sinks.validate()
+        self.model.resolved()
+        if not self.methods:
+            raise ValueError("methods is empty; name at least one of " + ", ".join(METHODS))
+        for method in self.methods:
+            if method not in METHODS:
+                raise ValueError(f"method {method!r} is unknown; choose from {', '.join(METHODS)}")
+        if self.data.repetitions > self.train.steps:
+            raise ValueError(f"data.repetitions = {self.data.repetitions} exceeds train.steps = "
+                             f"{self.train.steps}; a document can repeat at most once per step")
+        occurrences = self.data.n_repeated * self.data.repetitions
+        stream = self.train.steps * self.train.batch_size
+        if occurrences > stream // 2:
+            raise ValueError(
+                f"data.n_repeated x data.repetitions = {occurrences} documents would fill more "
+                f"than half of the stream of {stream} (train.steps x train.batch_size); "
+                "lower them or train longer")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+
+def to_dict(config: Any) -> dict:
+    return dataclasses.asdict(config)
+
+
+def _build(cls: type, values: dict, prefix: str) -> Any:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in (values or {}).items():
+        if key not in known:
+            raise ValueError(f"unknown config key {prefix + key!r}; valid keys here: "
+                             f"{', '.join(known)}")
+        sub = _SECTIONS.get(key) if cls is StudyConfig else None
+        kwargs[key] = (_build(sub, value, f"{key}.") if sub
+                       else _coerce(known[key], value, f"{prefix}{key}"))
+    return cls(**kwargs)
+
+
+def _coerce(spec: dataclasses.Field, value: Any, name: str) -> Any:
+    # YAML reads "1e-3" as a string and "1" as an int; take the field's own type where it is plain
+    default = spec.default
+    if value is None or default is dataclasses.MISSING or default is None:
+        return value
+    try:
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ValueError
+            return value
+        if isinstance(default, (int, float)) and not isinstance(value, bool):
+            number = type(default)(value)
+            if isinstance(default, int) and number != float(value):
+                raise ValueError
+            return number
+    except (TypeError, ValueError):
+        raise ValueError(f"config key {name!r} = {value!r} is not a valid "
+                         f"{type(default).__name__}") from None
+    return value
+
+
+_SECTIONS = {"data": DataConfig, "model": ModelConfig, "sinks": SinkConfig, "train": TrainConfig}
+
+
+def from_dict(values: dict) -> StudyConfig:
+    return _build(StudyConfig, values, "")
+
+
+def apply_overrides(values: dict, overrides: list[str]) -> dict:
+    """Apply `section.key=value` strings (values parsed as YAML) to a nested dict."""
+    values = {k: (dict(v) if isinstance(v, dict) else v) for k, v in (values or {}).items()}
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not of the form key=value "
+                             "(for example train.steps=200)")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw else ""
+        parts = key.strip().split(".")
+        if len(parts) == 1:
+            values[parts[0]] = value
+        elif len(parts) == 2:
+            values.setdefault(parts[0], {})
+            if not isinstance(values[parts[0]], dict):
+                raise ValueError(f"override {key!r}: {parts[0]!r} is not a config section")
+            values[parts[0]][parts[1]] = value
+        else:
+            raise ValueError(f"override key {key!r} is nested too deeply; use section.key")
+    return values
+
+
+def load(path: str | Path | None, overrides: list[str] = ()) -> StudyConfig:
+    """Read a YAML study config (or the defaults), apply overrides, validate."""
+    values: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {str(path)!r} does not exist; pass the path "
+                                    "of a YAML file such as configs/default.yaml")
+        values = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"config file {str(path)!r} must hold a mapping of sections")
+    config = from_dict(apply_overrides(values, list(overrides)))
+    config.validate()
+    return config
+
+
+def dump(config: StudyConfig) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False)

@@ -1,0 +1,260 @@
+"""A whole study: every method on the same stream and seeds -> per-method metrics -> results.json.
+
+Finished methods are not retrained: a method whose metrics were written under the same
+configuration is loaded from disk, so an interrupted study resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import config as config_io
+from .config import StudyConfig
+from .evaluate import bootstrap_closure, document_nll, gap, mean_nll, paired_difference
+from .methods import METHODS, Method
+from .mixture import DocSet, Mixture
+from .model import build_model, count_parameters
+from .sinks import Sinks
+from .train import resolve_device, train
+
+SETS = ("R", "H", "V")
+
+
+def atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def environment() -> dict:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    import transformers
+
+    return {"python": sys.version.split()[0], "torch": torch.__version__,
+            "transformers": transformers.__version__, "numpy": np.__version__,
+            "platform": platform.platform(), "git_commit": commit,
+            "threads": torch.get_num_threads()}
+
+
+def method_fingerprint(config: StudyConfig, method: str) -> str:
+    """Hash of everything that determines a method's trained model."""
+    relevant = {k: v for k, v in config_io.to_dict(config).items()
+                if k not in ("name", "methods", "out_dir")}
+    relevant["method"] = asdict(METHODS[method])
+    if not METHODS[method].sinks:
+        relevant.pop("sinks")
+    relevant["train"] = {k: v for k, v in relevant["train"].items() if k not in ("threads",)}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def sets_of(mixture: Mixture, limit: int | None = None) -> dict[str, DocSet]:
+    sets = {"R": mixture.repeated, "H": mixture.heldout, "V": mixture.validation}
+    return {k: (s.subset(limit) if limit else s) for k, s in sets.items()}
+
+
+def evaluate_modes(model, sinks: Sinks | None, method: Method, sets: dict[str, DocSet]
+                   ) -> dict[str, dict[str, np.ndarray]]:
+    """Per-document NLL sums for every evaluation mode of the method and every set."""
+    return {mode: {name: document_nll(model, docs, sinks, mode) for name, docs in sets.items()}
+            for mode in method.modes}
+
+
+def summarize_mode(sums: dict[str, np.ndarray], sets: dict[str, DocSet]) -> dict:
+    counts = {k: s.predicted_tokens for k, s in sets.items()}
+    out = {f"L_{k}": list(mean_nll(sums[k], counts[k])) for k in SETS}
+    out["gap"] = list(gap(sums["H"], counts["H"], sums["R"], counts["R"]))
+    return out
+
+
+def run_method(config: StudyConfig, mixture: Mixture, name: str, run_dir: Path,
+               progress: bool = True) -> dict:
+    """Train (or load the finished) method and return its metrics with per-document NLLs."""
+    method = METHODS[name]
+    method_dir = run_dir / name
+    metrics_path, nll_path = method_dir / "metrics.json", method_dir / "nll.npz"
+    fingerprint = method_fingerprint(config, name)
+    if metrics_path.exists() and nll_path.exists():
+        metrics = json.loads(metrics_path.read_text())
+        if metrics.get("fingerprint") == fingerprint:
+            if progress:
+                print(f"[{name}] finished earlier with the same configuration; loading it")
+            with np.load(nll_path) as data:
+                metrics["nll"] = {key: data[key] for key in data.files}
+            return metrics
+    method_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(config.train.device)
+    model = build_model(config.model, len(mixture.vocab), seed=config.train.seed).to(device)
+    sinks = Sinks(model, config.sinks) if method.sinks else None
+    sink_ids = (mixture.sink_ids(method.dedup, method.sink_ids) if sinks is not None else None)
+    curve_sets = sets_of(mixture, config.train.eval_docs)
+
+    def curve_point(step: int) -> dict:
+        sums = evaluate_modes(model, sinks, method, curve_sets)
+        return {mode: {f"L_{k}": mean_nll(s[k], curve_sets[k].predicted_tokens)[0]
+                       for k in SETS} for mode, s in sums.items()}
+
+    if progress:
+        print(f"[{name}] {method.description}; {count_parameters(model):,} parameters on {device}")
+    started = time.time()
+    trained = train(model, mixture, config.train, dedup=method.dedup, sinks=sinks,
+                    sink_ids=sink_ids, log_path=method_dir / "log.jsonl", evaluate=curve_point,
+                    label=name)
+    sets = sets_of(mixture)
+    sums = evaluate_modes(model, sinks, method, sets)
+    metrics = {
+        "method": name, "description": method.description, "fingerprint": fingerprint,
+        "modes": {mode: summarize_mode(s, sets) for mode, s in sums.items()},
+        "train_seconds": trained["train_seconds"], "tokens": trained["tokens"],
+        "tokens_per_s": trained["tokens_per_s"], "wall_seconds": time.time() - started,
+        "curve": trained["curve"],
+        "sink_documents": (sum(1 for v in sink_ids.values() if v) if sink_ids else 0),
+    }
+    save_model(model, sinks, method_dir / "model")
+    flat = {f"{mode}/{k}": v for mode, per in sums.items() for k, v in per.items()}
+    tmp = method_dir / "nll.tmp.npz"
+    np.savez(tmp, **flat)
+    os.replace(tmp, nll_path)
+    atomic_write(metrics_path, json.dumps(metrics, indent=1))
+    metrics["nll"] = flat
+    if progress:
+        parts = [f"{mode}: gap {m['gap'][0]:.4f}±{m['gap'][1]:.4f} L(V) {m['L_V'][0]:.4f}"
+                 for mode, m in metrics["modes"].items()]
+        print(f"[{name}] {trained['tokens_per_s']:.0f} tok/s; " + "; ".join(parts))
+    return metrics
+
+
+def save_model(model, sinks: Sinks | None, path: Path) -> None:
+    """Weights as a standard transformers checkpoint (safetensors), swapped in atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    if sinks is not None:
+        (tmp / "sinks.json").write_text(json.dumps(
+            {**asdict(sinks.config), "n_shared": sinks.n_shared, "n_sink": sinks.n_sink},
+            indent=1))
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
+
+
+def compare(per_method: dict[str, dict], mixture: Mixture) -> dict:
+    """Closure of the gap and validation-loss differences of every sink method."""
+    counts = {k: s.predicted_tokens for k, s in sets_of(mixture).items()}
+    out: dict[str, dict] = {}
+    base = per_method.get("standard")
+    dedup = per_method.get("dedup")
+    for name, metrics in per_method.items():
+        if not METHODS[name].sinks:
+            continue
+        nll = metrics["nll"]
+        drop = {k: nll[f"drop/{k}"] for k in SETS}
+        keep = {k: nll[f"keep/{k}"] for k in SETS}
+        row: dict = {"closure_within": list(bootstrap_closure(keep, drop, counts))}
+        for ref_name, ref in (("standard", base), ("dedup", dedup)):
+            if ref is None:
+                continue
+            ref_sums = {k: ref["nll"][f"off/{k}"] for k in SETS}
+            diff, se = paired_difference(drop["V"], ref_sums["V"], counts["V"])
+            ref_lv = ref["modes"]["off"]["L_V"][0]
+            row[f"dLV_vs_{ref_name}"] = [diff, se]
+            row[f"dLV_rel_vs_{ref_name}"] = [diff / ref_lv, se / ref_lv]
+            if ref_name == "standard":
+                row["closure_vs_standard"] = list(bootstrap_closure(ref_sums, drop, counts))
+        out[name] = row
+    return out
+
+
+def run_study(config: StudyConfig, progress: bool = True) -> dict:
+    """Run every method of the study and write config, manifest, results and the report."""
+    from .report import write_report
+
+    config.validate()
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    run_dir = config.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    mixture = Mixture(config.data, config.train.steps, config.train.batch_size)
+    context = config.model.resolved()["max_seq_len"]
+    if mixture.max_doc_len + 2 > context:
+        raise ValueError(f"documents of {mixture.max_doc_len} tokens (+BOS/EOS) exceed "
+                         f"model.max_seq_len = {context}; raise it")
+    atomic_write(run_dir / "config.yaml", config_io.dump(config))
+    atomic_write(run_dir / "manifest.json", json.dumps(mixture.manifest(), indent=1))
+    mixture.vocab.tokenizer().save(str(run_dir / "tokenizer.json"))
+    started = time.time()
+    per_method = {name: run_method(config, mixture, name, run_dir, progress)
+                  for name in config.methods}
+    sets = sets_of(mixture)
+    results = {
+        "name": config.name,
+        "config": config_io.to_dict(config),
+        "environment": environment(),
+        "stream": {"documents": config.train.steps * config.train.batch_size,
+                   "repeated_share": mixture.manifest()["repeated_share"]},
+        "entropy_floor": {k: sets[k].entropy_floor for k in SETS},
+        "methods": {name: {k: v for k, v in m.items() if k != "nll"}
+                    for name, m in per_method.items()},
+        "comparisons": compare(per_method, mixture),
+        "study_seconds": time.time() - started,
+    }
+    atomic_write(run_dir / "results.json", json.dumps(results, indent=1))
+    write_report(run_dir, results)
+    if progress:
+        print(f"wrote {run_dir / 'results.json'} and {run_dir / 'report.md'}")
+    return results
+
+
+def load_model(model_dir: Path):
+    """A saved model and its sinks (None for methods without sinks)."""
+    from transformers import LlamaForCausalLM
+
+    from .sinks import SinkConfig
+
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{model_dir} holds no saved model (config.json); train the "
+                                "method first with `memsinks run` or `memsinks train`")
+    model = LlamaForCausalLM.from_pretrained(model_dir)
+    sinks = None
+    if (model_dir / "sinks.json").is_file():
+        saved = json.loads((model_dir / "sinks.json").read_text())
+        fields = {k: saved[k] for k in ("p_shared", "p_active", "seed", "drop_rescale")}
+        sinks = Sinks(model, SinkConfig(**fields))
+    return model, sinks
+
+
+def evaluate_saved(method_dir: Path, modes: list[str] | None = None) -> dict:
+    """Re-evaluate runs/<name>/<method>/model in the given sink modes."""
+    method_dir = Path(method_dir)
+    config_path = method_dir.parent / "config.yaml"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} does not exist; pass a method directory inside "
+                                "a study directory, such as runs/default/memsinks")
+    config = config_io.load(config_path)
+    name = method_dir.name
+    if name not in METHODS:
+        raise ValueError(f"{method_dir} is not a method directory (one of {', '.join(METHODS)})")
+    model, sinks = load_model(method_dir / "model")
+    method = METHODS[name]
+    modes = modes or list(method.modes)
+    if sinks is None and any(m != "off" for m in modes):
+        raise ValueError(f"{name} was trained without sinks; its only mode is off")
+    mixture = Mixture(config.data, config.train.steps, config.train.batch_size)
+    sets = sets_of(mixture)
+    probe = Method(method.description, method.sinks, method.sink_ids, method.dedup, tuple(modes))
+    sums = evaluate_modes(model, sinks, probe, sets)
+    return {mode: summarize_mode(s, sets) for mode, s in sums.items()}

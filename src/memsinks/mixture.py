@@ -1,0 +1,199 @@
+"""The training stream: general data, a repeated set R spread over training, held-out twins H,
+validation V, and the deduplicated variant. Data order is a pure function of (seed, step)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import corpus
+from .config import DataConfig
+from .sinks import document_id
+
+SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
+PAD, BOS, EOS = 0, 1, 2
+
+
+def derive_seed(seed: int, name: str) -> int:
+    """An independent seed per named stream, so R, H, V and general data never share draws."""
+    digest = hashlib.blake2b(f"{seed}/{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 33
+
+
+@dataclass
+class DocSet:
+    """Documents as token-id arrays (no BOS/EOS), with their exact generator log-probs."""
+
+    name: str
+    tokens: list[np.ndarray]
+    logprob: np.ndarray
+    ids: np.ndarray  # document IDs from the token hash
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def subset(self, count: int) -> DocSet:
+        return DocSet(self.name, self.tokens[:count], self.logprob[:count], self.ids[:count])
+
+    @property
+    def predicted_tokens(self) -> np.ndarray:
+        """Tokens each document is scored on: its tokens and the end token."""
+        return np.array([len(t) + 1 for t in self.tokens])
+
+    @property
+    def entropy_floor(self) -> float:
+        """The generator's exact mean NLL per predicted token (the end token has probability 1)."""
+        return float(-self.logprob.sum() / self.predicted_tokens.sum())
+
+
+class Vocabulary:
+    """Word-level vocabulary of the built-in corpus: special tokens first, then every word."""
+
+    def __init__(self, domains: list[str]):
+        self.words = list(SPECIALS) + corpus.vocabulary(tuple(domains))
+        self.index = {w: i for i, w in enumerate(self.words)}
+        self.corpus_words = self.words[len(SPECIALS):]
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def encode(self, tokens: tuple[str, ...]) -> np.ndarray:
+        return np.fromiter((self.index[t] for t in tokens), dtype=np.int32, count=len(tokens))
+
+    def tokenizer(self):
+        return corpus.build_tokenizer(self.corpus_words)
+
+
+class Mixture:
+    """Everything a run reads: the ordered stream and the evaluation sets, from one seed."""
+
+    def __init__(self, data: DataConfig, steps: int, batch_size: int):
+        data.validate()
+        self.data, self.steps, self.batch_size = data, steps, batch_size
+        domains = sorted(set(data.general_domains) | {data.repeated_domain})
+        for name in domains:
+            if name not in corpus.DOMAINS:
+                raise ValueError(f"corpus domain {name!r} is unknown; built-in domains: "
+                                 f"{', '.join(corpus.DOMAINS)}")
+        self.vocab = Vocabulary(list(corpus.DOMAINS))
+        self._general_seed = derive_seed(data.seed, "general")
+        self._general: dict[int, np.ndarray] = {}
+        n = data.n_repeated
+        self.repeated = self._twin_set("repeated", n)
+        self.heldout = self._twin_set("heldout", n)
+        self.validation = self._general_set("validation", data.n_validation)
+        self._stream_cache: dict[bool, np.ndarray] = {}
+
+    # -- documents ----------------------------------------------------------------------------
+    def _docset(self, name: str, docs: list[corpus.Document]) -> DocSet:
+        tokens = [self.vocab.encode(d.tokens) for d in docs]
+        return DocSet(name, tokens, np.array([d.logprob for d in docs]),
+                      np.array([document_id(t) for t in tokens], dtype=np.int64))
+
+    def _twin_set(self, name: str, count: int) -> DocSet:
+        seed = derive_seed(self.data.seed, name)
+        docs = corpus.generate_many(self.data.repeated_domain, seed, 0, count)
+        if self.data.repeated_kind == "canary":
+            # random token strings as long as the natural documents they replace
+            docs = [corpus.canary(seed, i, len(d.tokens), self.vocab.corpus_words)
+                    for i, d in enumerate(docs)]
+        return self._docset(name, docs)
+
+    def _general_doc(self, seed: int, index: int) -> corpus.Document:
+        domains = self.data.general_domains
+        return corpus.generate(domains[index % len(domains)], seed, index // len(domains))
+
+    def _general_set(self, name: str, count: int) -> DocSet:
+        seed = derive_seed(self.data.seed, name)
+        return self._docset(name, [self._general_doc(seed, i) for i in range(count)])
+
+    def general(self, index: int) -> np.ndarray:
+        tokens = self._general.get(index)
+        if tokens is None:
+            doc = self._general_doc(self._general_seed, index)
+            tokens = self._general[index] = self.vocab.encode(doc.tokens)
+        return tokens
+
+    @property
+    def max_doc_len(self) -> int:
+        """Longest evaluation document; general documents come from the same generators."""
+        sets = (self.repeated, self.heldout, self.validation)
+        return max(len(t) for s in sets for t in s.tokens)
+
+    # -- the stream ---------------------------------------------------------------------------
+    def stream(self, dedup: bool = False) -> np.ndarray:
+        """Document codes in training order: i >= 0 is general document i, -(i+1) is R[i].
+
+        R[i]'s k-th occurrence sits at fraction (k + u_i) / r of the repeat span, u_i a fixed
+        per-document offset; general documents fill the rest evenly. Dedup keeps only each R
+        document's first occurrence and fills the freed rows with further general documents.
+        """
+        if dedup in self._stream_cache:
+            return self._stream_cache[dedup]
+        data = self.data
+        total = self.steps * self.batch_size
+        reps = 1 if dedup else data.repetitions
+        rng = np.random.default_rng(derive_seed(data.seed, "schedule"))
+        offsets = rng.random(data.n_repeated)
+        k = np.arange(reps)
+        r_keys = ((k[None, :] + offsets[:, None]) / data.repetitions * data.repeat_span).ravel()
+        r_codes = -(np.repeat(np.arange(data.n_repeated), reps) + 1)
+        n_general = total - len(r_codes)
+        if n_general < 0:
+            raise ValueError(f"the repeated set needs {len(r_codes)} rows but the stream has "
+                             f"{total}; lower data.n_repeated or data.repetitions")
+        g_keys = (np.arange(n_general) + 0.5) / n_general
+        keys = np.concatenate([r_keys, g_keys])
+        codes = np.concatenate([r_codes, np.arange(n_general)])
+        order = np.argsort(keys, kind="stable")
+        self._stream_cache[dedup] = codes[order]
+        return self._stream_cache[dedup]
+
+    def tokens_of(self, code: int) -> np.ndarray:
+        return self.general(int(code)) if code >= 0 else self.repeated.tokens[-int(code) - 1]
+
+    def batch(self, step: int, dedup: bool = False) -> list[tuple[int, np.ndarray]]:
+        """The (code, tokens) of every row at ``step``: a pure function of (seed, step)."""
+        codes = self.stream(dedup)[step * self.batch_size:(step + 1) * self.batch_size]
+        return [(int(c), self.tokens_of(int(c))) for c in codes]
+
+    def sink_ids(self, dedup: bool, which: str) -> dict[int, int]:
+        """Document ID per stream code: every document (``all``) or only those whose hash occurs
+        more than once in the stream (``repeated``: a counting pass, as exact dedup does)."""
+        codes = np.unique(self.stream(dedup))
+        ids = {int(c): document_id(self.tokens_of(int(c))) for c in codes}
+        if which == "all":
+            return ids
+        if which != "repeated":
+            raise ValueError(f"sink_ids = {which!r}; use all or repeated")
+        stream = self.stream(dedup)
+        occurrences = Counter()
+        for code, count in zip(*np.unique(stream, return_counts=True), strict=True):
+            occurrences[ids[int(code)]] += int(count)
+        return {c: (i if occurrences[i] > 1 else 0) for c, i in ids.items()}
+
+    def manifest(self) -> dict:
+        """Every R document with its ID, content hash, repeat count and text."""
+        stream = self.stream(False)
+        positions = {i: (np.nonzero(stream == -(i + 1))[0] // self.batch_size).tolist()
+                     for i in range(len(self.repeated))}
+        total = len(stream)
+        return {
+            "stream_documents": int(total),
+            "repeated_share": len(self.repeated) * self.data.repetitions / total,
+            "repeated": [
+                {
+                    "index": i,
+                    "id": int(self.repeated.ids[i]),
+                    "sha256": hashlib.sha256(tokens.astype("<i4").tobytes()).hexdigest(),
+                    "repeats": len(positions[i]),
+                    "steps": positions[i],
+                    "tokens": int(len(tokens)),
+                    "text": corpus.render([self.vocab.words[t] for t in tokens]),
+                }
+                for i, tokens in enumerate(self.repeated.tokens)
+            ],
+        }

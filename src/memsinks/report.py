@@ -1,0 +1,131 @@
+"""results.json -> report.md with a table, learning curves and a bar chart of the gap."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+MODE_NAMES = {"off": "full model", "keep": "sinks kept (x p_active)", "drop": "sinks dropped",
+              "own": "own training mask"}
+
+
+def _pm(pair: list[float], digits: int = 4) -> str:
+    return f"{pair[0]:.{digits}f} ± {pair[1]:.{digits}f}"
+
+
+def _pct(pair: list[float]) -> str:
+    return f"{100 * pair[0]:+.1f}% ± {100 * pair[1]:.1f}%"
+
+
+def plot_curves(results: dict, path: Path) -> None:
+    methods = results["methods"]
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 3.4), sharey=True,
+                             squeeze=False)
+    floor = results["entropy_floor"]["H"]
+    for ax, (name, metrics) in zip(axes[0], methods.items(), strict=True):
+        curve = metrics["curve"]
+        steps = [p["step"] for p in curve]
+        for mode in metrics["modes"]:
+            if mode == "own":
+                continue
+            style = "--" if mode == "drop" else "-"
+            for key, color in (("L_R", "tab:red"), ("L_H", "tab:blue")):
+                ax.plot(steps, [p[mode][key] for p in curve], style, color=color,
+                        label=f"{key[2]} ({MODE_NAMES[mode]})")
+        ax.axhline(floor, color="gray", lw=0.8, ls=":", label="entropy floor (H)")
+        ax.set_title(name)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("NLL per token (nats)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_gap(results: dict, path: Path) -> None:
+    labels, values, errors = [], [], []
+    for name, metrics in results["methods"].items():
+        for mode, m in metrics["modes"].items():
+            labels.append(name if mode == "off" else f"{name}\n{mode}")
+            values.append(m["gap"][0])
+            errors.append(m["gap"][1])
+    fig, ax = plt.subplots(figsize=(1.1 * len(labels) + 1.5, 3.4))
+    ax.bar(range(len(labels)), values, yerr=errors, capsize=3,
+           color=["tab:gray" if "\n" not in lab else "tab:green" for lab in labels])
+    ax.set_xticks(range(len(labels)), labels, fontsize=8)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_ylabel("gap L(H) - L(R) (nats/token)")
+    ax.set_title("memorization gap (error bars: 1 s.e.)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def render(results: dict) -> str:
+    cfg = results["config"]
+    data, train = cfg["data"], cfg["train"]
+    floor = results["entropy_floor"]
+    lines = [
+        f"# Study `{results['name']}`",
+        "",
+        f"{data['n_repeated']} {data['repeated_kind']} documents from `{data['repeated_domain']}`"
+        f" repeated {data['repetitions']} times in a stream of {results['stream']['documents']:,}"
+        f" documents ({100 * results['stream']['repeated_share']:.1f}% repeats); general data "
+        f"from {', '.join(data['general_domains'])}. Model preset `{cfg['model']['preset']}`, "
+        f"{train['steps']} steps of {train['batch_size']} documents, lr {train['lr']}, seed "
+        f"{train['seed']}; sinks p_shared {cfg['sinks']['p_shared']}, p_active "
+        f"{cfg['sinks']['p_active']}, drop rescale `{cfg['sinks']['drop_rescale']}`.",
+        "",
+        f"Entropy floor (the generator's exact NLL per token): H {floor['H']:.4f}, "
+        f"R {floor['R']:.4f}, V {floor['V']:.4f}. Losses are nats per token ± one standard "
+        "error over documents.",
+        "",
+        "| method | mode | L(R) | L(H) | L(V) | gap L(H)-L(R) | tokens/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, m in results["methods"].items():
+        for mode, v in m["modes"].items():
+            lines.append(f"| {name} | {MODE_NAMES.get(mode, mode)} | {_pm(v['L_R'])} | "
+                         f"{_pm(v['L_H'])} | {_pm(v['L_V'])} | {_pm(v['gap'])} | "
+                         f"{m['tokens_per_s']:.0f} |")
+    comparisons = results.get("comparisons", {})
+    if comparisons:
+        lines += ["", "## Does dropping the sinks remove the memorization?", "",
+                  "| method | gap closed vs standard | gap closed within model (keep→drop) | "
+                  "L(V) dropped − standard | L(V) dropped − dedup |", "|---|---|---|---|---|"]
+        for name, c in comparisons.items():
+            closure = _pct(c["closure_vs_standard"]) if "closure_vs_standard" in c else "—"
+            vs_std = (f"{_pm(c['dLV_vs_standard'])} ({_pct(c['dLV_rel_vs_standard'])})"
+                      if "dLV_vs_standard" in c else "—")
+            vs_dedup = (f"{_pm(c['dLV_vs_dedup'])} ({_pct(c['dLV_rel_vs_dedup'])})"
+                        if "dLV_vs_dedup" in c else "—")
+            lines.append(f"| {name} | {closure} | {_pct(c['closure_within'])} | {vs_std} | "
+                         f"{vs_dedup} |")
+        lines += ["", "Closure = (Gap_standard − Gap_dropped) / Gap_standard, error from a "
+                  "paired bootstrap over documents; L(V) differences are paired over the same "
+                  "validation documents (negative = the dropped model is better)."]
+    lines += ["", "## Learning curves", "", "![learning curves](curves.png)", "",
+              "L(R) and L(H) on evaluation subsets during training: the memorization gap opening "
+              "over training, and (dashed) what is left of it with the sinks dropped.", "",
+              "## Memorization gap", "", "![gap](gap.png)", ""]
+    return "\n".join(lines)
+
+
+def write_report(run_dir: Path, results: dict | None = None) -> Path:
+    """Write report.md, curves.png and gap.png next to results.json."""
+    run_dir = Path(run_dir)
+    if results is None:
+        path = run_dir / "results.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist; run `memsinks run` first")
+        results = json.loads(path.read_text())
+    plot_curves(results, run_dir / "curves.png")
+    plot_gap(results, run_dir / "gap.png")
+    out = run_dir / "report.md"
+    out.write_text(render(results))
+    return out

@@ -1,0 +1,246 @@
+"""The mechanism: document IDs, sink masks, the sink gate in every MLP, evaluation modes, export.
+
+Every MLP's hidden neurons are split into shared neurons (the first ``n_shared``) and a sink
+pool (the rest). While training, a token of document ``d`` sees all shared neurons and the
+sinks that ``d``'s ID switches on; ID 0 means "no sinks" (padding, or documents that are not
+given sinks). After training the sinks are dropped, or one document's sinks are excluded.
+
+This module is a leaf: it knows nothing about corpora, training or reports.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+MODES = ("off", "train", "own", "keep", "drop", "exclude")
+RESCALES = ("paper", "mass", "none")
+_M32 = 0xFFFFFFFF
+
+
+def document_id(token_ids: Sequence[int] | np.ndarray) -> int:
+    """A 63-bit ID from a hash of the token ids: equal documents share it, and it is never 0."""
+    data = np.asarray(token_ids, dtype="<i8").tobytes()
+    value = int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little") >> 1
+    return value or 1
+
+
+def _fmix32(x: torch.Tensor) -> torch.Tensor:
+    # murmur3's finaliser on 32-bit words held in int64. Products can wrap past 2^63, but the
+    # low 32 bits of a two's-complement product are exact, so masking keeps it portable.
+    x = x ^ (x >> 16)
+    x = (x * 0x85EBCA6B) & _M32
+    x = x ^ (x >> 13)
+    x = (x * 0xC2B2AE35) & _M32
+    return x ^ (x >> 16)
+
+
+def sink_masks(ids: torch.Tensor, n_sink: int, p_active: float, seed: int = 0) -> torch.Tensor:
+    """Boolean masks (len(ids), n_sink): neuron j is on for ID i iff hash(i, j, seed) < p_active.
+
+    Stateless and integer-only, so the same ID gives the same mask in any batch, process or
+    device. ID 0 gets no sinks.
+    """
+    ids = ids.to(torch.int64).reshape(-1, 1)
+    lo, hi = ids & _M32, (ids >> 32) & _M32
+    salt = _fmix32(torch.tensor((seed * 0x9E3779B1 + 0x632BE5AB) & _M32, device=ids.device))
+    per_id = _fmix32(lo ^ _fmix32(hi ^ salt))
+    neuron = torch.arange(n_sink, device=ids.device, dtype=torch.int64).reshape(1, -1)
+    word = _fmix32(_fmix32(per_id ^ ((neuron * 0x9E3779B9) & _M32)) ^ salt)
+    threshold = int(round(p_active * 2**32))
+    return (word < threshold) & (ids != 0)
+
+
+@dataclass
+class SinkConfig:
+    """How the MLP hidden neurons are split and used."""
+
+    p_shared: float = 0.7  # fraction of hidden neurons that are shared (always on)
+    p_active: float = 0.3  # fraction of the sink pool a document switches on
+    seed: int = 0  # salt of the mask hash
+    drop_rescale: str = "paper"  # shared-neuron factor in drop mode: paper | mass | none
+
+    def validate(self) -> None:
+        for name in ("p_shared", "p_active"):
+            value = getattr(self, name)
+            if not 0 < value <= 1:
+                raise ValueError(f"sinks.{name} = {value} is not a probability in (0, 1]; "
+                                 f"use a value such as 0.3")
+        if self.drop_rescale not in RESCALES:
+            raise ValueError(f"sinks.drop_rescale = {self.drop_rescale!r} is not one of "
+                             f"{', '.join(RESCALES)}")
+
+
+class Sinks:
+    """Sink gates on every MLP of a Llama-family model, switched between modes.
+
+    A forward pre-hook on each ``down_proj`` multiplies the hidden activations by the current
+    mask, so the model's parameters and state-dict keys stay those of a plain transformers
+    model. The mask is built once per batch and shared by all layers (the same sink subset in
+    every layer, as in the reference code).
+    """
+
+    def __init__(self, model: nn.Module, config: SinkConfig):
+        config.validate()
+        self.config = config
+        self.mlps = [layer.mlp for layer in _decoder_layers(model)]
+        self.intermediate_size = self.mlps[0].down_proj.in_features
+        self.n_shared = int(self.intermediate_size * config.p_shared)
+        self.n_sink = self.intermediate_size - self.n_shared
+        if self.n_shared == 0:
+            raise ValueError(f"sinks.p_shared = {config.p_shared} leaves no shared neurons in an "
+                             f"MLP of width {self.intermediate_size}; raise it")
+        self.mode = "off"
+        self._mask: torch.Tensor | None = None
+        self._cast: dict[torch.dtype, torch.Tensor] = {}
+        self._handles = [mlp.down_proj.register_forward_pre_hook(self._gate) for mlp in self.mlps]
+
+    # -- the gate ---------------------------------------------------------------------------
+    def _gate(self, module: nn.Module, args: tuple) -> tuple | None:
+        if self._mask is None:
+            return None
+        hidden = args[0]
+        mask = self._cast.get(hidden.dtype)
+        if mask is None or mask.device != hidden.device:
+            mask = self._cast[hidden.dtype] = self._mask.to(hidden.device, hidden.dtype)
+        return (hidden * mask,) + tuple(args[1:])
+
+    def remove(self) -> None:
+        """Detach the gates; the model becomes a plain model again."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self._set(None, "off")
+
+    def _set(self, mask: torch.Tensor | None, mode: str) -> None:
+        self._mask, self._cast, self.mode = mask, {}, mode
+
+    # -- masks ------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.mlps[0].down_proj.weight.device
+
+    def masks(self, ids: torch.Tensor | Sequence[int]) -> torch.Tensor:
+        """Boolean sink masks (len(ids), n_sink) for the given document IDs."""
+        ids = torch.as_tensor(ids, dtype=torch.int64, device=self.device)
+        return sink_masks(ids, self.n_sink, self.config.p_active, self.config.seed)
+
+    def drop_scale(self) -> float:
+        """Factor on the shared neurons when the sinks are dropped."""
+        c = self.config
+        if c.drop_rescale == "paper":  # the reference code's (p_gen + p_mem) / p_gen
+            return (c.p_shared + c.p_active) / c.p_shared
+        if c.drop_rescale == "mass":  # expected active hidden units in training over shared ones
+            return (self.n_shared + c.p_active * self.n_sink) / self.n_shared
+        return 1.0
+
+    def per_token(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """Full masks (..., intermediate) for per-token document IDs (0 = no sinks)."""
+        token_ids = token_ids.to(self.device)
+        unique, inverse = torch.unique(token_ids, return_inverse=True)
+        rows = torch.ones(len(unique), self.intermediate_size, device=self.device)
+        rows[:, self.n_shared:] = self.masks(unique).float()
+        return rows[inverse]
+
+    def _vector(self, shared: float, sink: float) -> torch.Tensor:
+        vec = torch.full((self.intermediate_size,), float(sink), device=self.device)
+        vec[: self.n_shared] = shared
+        return vec
+
+    # -- modes ------------------------------------------------------------------------------
+    def set_mode(self, mode: str, ids: torch.Tensor | None = None,
+                 exclude: Iterable[int] = ()) -> None:
+        """Switch every gate.
+
+        ``off``: no gating (a plain model). ``train``/``own``: each token's document mask, from
+        per-token ``ids`` shaped like the input. ``keep``: all sinks x p_active. ``drop``:
+        sinks x 0, shared x ``drop_scale()``. ``exclude``: ``keep`` with the sinks of the given
+        IDs zeroed.
+        """
+        if mode not in MODES:
+            raise ValueError(f"sink mode {mode!r} is not one of {', '.join(MODES)}")
+        if mode in ("train", "own"):
+            if ids is None:
+                raise ValueError(f"sink mode {mode!r} needs per-token document ids")
+            self._set(self.per_token(ids), mode)
+        elif mode == "off":
+            self._set(None, mode)
+        elif mode == "keep":
+            self._set(self._vector(1.0, self.config.p_active), mode)
+        elif mode == "drop":
+            self._set(self._vector(self.drop_scale(), 0.0), mode)
+        else:
+            vec = self._vector(1.0, self.config.p_active)
+            excluded = list(exclude)
+            if excluded:
+                hit = self.masks(excluded).any(dim=0)
+                vec[self.n_shared:][hit] = 0.0
+            self._set(vec, mode)
+
+    @contextmanager
+    def mode_of(self, mode: str, ids: torch.Tensor | None = None,
+                exclude: Iterable[int] = ()) -> Iterator[Sinks]:
+        """Temporarily switch modes; the previous mask is restored afterwards."""
+        saved = (self._mask, self._cast, self.mode)
+        self.set_mode(mode, ids=ids, exclude=exclude)
+        try:
+            yield self
+        finally:
+            self._mask, self._cast, self.mode = saved
+
+
+def _decoder_layers(model: nn.Module) -> list[nn.Module]:
+    inner = getattr(model, "model", model)
+    layers = getattr(inner, "layers", None)
+    if layers is None or not all(hasattr(layer.mlp, "down_proj") for layer in layers):
+        raise TypeError("sinks attach to Llama-family models (layers[i].mlp.down_proj); "
+                        f"got {type(model).__name__}")
+    return list(layers)
+
+
+def drop_sinks(model: nn.Module, sinks: Sinks) -> nn.Module:
+    """A plain copy of ``model`` with the sink neurons deleted and the rescale folded in.
+
+    Its logits equal ``model``'s in ``drop`` mode; it needs no memsinks code to run.
+    """
+    n = sinks.n_shared
+    scale = sinks.drop_scale()
+    sinks_state = sinks._handles
+    sinks._handles = []  # deepcopy must not duplicate the hook handles' owner
+    try:
+        for handle in sinks_state:
+            handle.remove()
+        plain = copy.deepcopy(model)
+    finally:
+        sinks._handles = [mlp.down_proj.register_forward_pre_hook(sinks._gate)
+                          for mlp in sinks.mlps]
+    for layer in _decoder_layers(plain):
+        mlp = layer.mlp
+        with torch.no_grad():
+            for name in ("gate_proj", "up_proj"):
+                old = getattr(mlp, name)
+                new = nn.Linear(old.in_features, n, bias=old.bias is not None,
+                                device=old.weight.device, dtype=old.weight.dtype)
+                new.weight.copy_(old.weight[:n])
+                if old.bias is not None:
+                    new.bias.copy_(old.bias[:n])
+                setattr(mlp, name, new)
+            old = mlp.down_proj
+            new = nn.Linear(n, old.out_features, bias=old.bias is not None,
+                            device=old.weight.device, dtype=old.weight.dtype)
+            new.weight.copy_(old.weight[:, :n] * scale)
+            if old.bias is not None:
+                new.bias.copy_(old.bias)
+            mlp.down_proj = new
+        if hasattr(mlp, "intermediate_size"):
+            mlp.intermediate_size = n
+    if hasattr(plain, "config"):
+        plain.config.intermediate_size = n
+    return plain

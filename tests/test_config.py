@@ -1,0 +1,47 @@
+"""Config loading, overrides and bad input."""
+
+import re
+
+import pytest
+
+from memsinks import config as config_io
+
+
+def test_defaults_and_overrides_are_typed():
+    config = config_io.load(None, ["train.steps=200", "train.lr=1e-3", "sinks.p_active=0.2",
+                                   "methods=[standard,memsinks]", "model.preset=small"])
+    assert config.train.steps == 200 and isinstance(config.train.lr, float)
+    assert config.train.lr == 0.001 and config.sinks.p_active == 0.2
+    assert config.methods == ["standard", "memsinks"]
+    assert config.model.resolved()["hidden_size"] == 256
+
+
+def test_yaml_round_trip(tmp_path):
+    config = config_io.load("configs/default.yaml")
+    path = tmp_path / "c.yaml"
+    path.write_text(config_io.dump(config))
+    assert config_io.load(path) == config
+
+
+@pytest.mark.parametrize("override,message", [
+    ("model.preset=huge", "model.preset = 'huge' is unknown"),
+    ("train.stepz=3", "unknown config key 'train.stepz'"),
+    ("nonsense=3", "unknown config key 'nonsense'"),
+    ("sinks.p_active=0", "sinks.p_active = 0"),
+    ("sinks.p_shared=1.5", "sinks.p_shared = 1.5"),
+    ("data.repetitions=5000", "exceeds train.steps"),
+    ("data.n_repeated=100000", "fill more than half of the stream"),
+    ("methods=[standard,magic]", "method 'magic' is unknown"),
+    ("train.steps=ten", "'train.steps' = 'ten' is not a valid int"),
+    ("sinks.drop_rescale=half", "drop_rescale = 'half' is not one of"),
+    ("data.general_domains=[]", "data.general_domains is empty"),
+    ("train.steps", "not of the form key=value"),
+])
+def test_bad_input_names_the_field(override, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        config_io.load(None, [override])
+
+
+def test_missing_config_file():
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        config_io.load("no/such/file.yaml")
