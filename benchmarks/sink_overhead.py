@@ -14,10 +14,10 @@ import time
 
 import torch
 
+from memsinks.config import TrainConfig
 from memsinks.model import ModelConfig, build_model
 from memsinks.sinks import SinkConfig, Sinks
 from memsinks.train import make_optimizer
-from memsinks.config import TrainConfig
 
 
 def main() -> None:

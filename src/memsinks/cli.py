@@ -50,6 +50,17 @@ def cmd_eval(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=1))
 
 
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from .sweep import Grid, run_sweep
+
+    path, overrides = _split(args)
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    if not seeds:
+        raise ValueError("--seeds is empty; give seeds such as 0,1,2")
+    run_sweep(path, Grid.parse(args.grid or []), seeds, overrides, name=args.name,
+              progress=not args.quiet)
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from .report import write_report
 
@@ -77,6 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--modes", nargs="+", default=None,
                     help="sink modes (off, keep, drop, own); default: the method's own")
     ev.set_defaults(func=cmd_eval)
+    sweep = sub.add_parser("sweep", help="a grid over config keys x seeds, one table and plots",
+                           description="Run one study per grid point and seed under "
+                           "<out_dir>/<name>/, reusing every finished method, and write "
+                           "sweep.json, sweep.md and sweep.png.")
+    sweep.add_argument("--grid", action="append", metavar="key=v1,v2",
+                       help="a swept key and its values; repeat for a product grid")
+    sweep.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (data and init)")
+    sweep.add_argument("--name", default=None, help="sweep directory name")
+    _add_config(sweep)
+    sweep.set_defaults(func=cmd_sweep)
     report = sub.add_parser("report", help="rewrite report.md and plots from results.json")
     report.add_argument("run_dir", help="a study directory, such as runs/default")
     report.set_defaults(func=cmd_report)
@@ -84,7 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # key=value overrides may follow options (`sweep --grid a=1,2 train.steps=5`)
+    args, extra = parser.parse_known_args(argv)
+    stray = [a for a in extra if "=" not in a or a.startswith("-")]
+    if stray or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra
     try:
         args.func(args)
     except (ValueError, FileNotFoundError, FloatingPointError) as error:

@@ -1,4 +1,4 @@
-"""Study configuration: dataclasses, with YAML as their serialised form and `key=value` overrides."""
+"""Study configuration: dataclasses, YAML as their serialised form, `key=value` overrides."""
 
 from __future__ import annotations
 

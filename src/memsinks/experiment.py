@@ -82,13 +82,33 @@ def summarize_mode(sums: dict[str, np.ndarray], sets: dict[str, DocSet]) -> dict
     return out
 
 
+def _fingerprint_of(method_dir: Path) -> str | None:
+    try:
+        return json.loads((method_dir / "metrics.json").read_text()).get("fingerprint")
+    except (OSError, ValueError):
+        return None
+
+
+def find_finished(root: Path, name: str, fingerprint: str) -> Path | None:
+    """A finished method directory under ``root`` trained with the same configuration."""
+    for metrics in sorted(root.glob(f"**/{name}/metrics.json")):
+        if _fingerprint_of(metrics.parent) == fingerprint and (metrics.parent / "nll.npz").exists():
+            return metrics.parent
+    return None
+
+
 def run_method(config: StudyConfig, mixture: Mixture, name: str, run_dir: Path,
-               progress: bool = True) -> dict:
+               progress: bool = True, reuse_root: Path | None = None) -> dict:
     """Train (or load the finished) method and return its metrics with per-document NLLs."""
     method = METHODS[name]
     method_dir = run_dir / name
     metrics_path, nll_path = method_dir / "metrics.json", method_dir / "nll.npz"
     fingerprint = method_fingerprint(config, name)
+    if reuse_root is not None and _fingerprint_of(method_dir) != fingerprint:
+        found = find_finished(reuse_root, name, fingerprint)
+        if found is not None and found != method_dir:
+            shutil.rmtree(method_dir, ignore_errors=True)
+            shutil.copytree(found, method_dir)
     if metrics_path.exists() and nll_path.exists():
         metrics = json.loads(metrics_path.read_text())
         if metrics.get("fingerprint") == fingerprint:
@@ -179,7 +199,7 @@ def compare(per_method: dict[str, dict], mixture: Mixture) -> dict:
     return out
 
 
-def run_study(config: StudyConfig, progress: bool = True) -> dict:
+def run_study(config: StudyConfig, progress: bool = True, reuse_root: Path | None = None) -> dict:
     """Run every method of the study and write config, manifest, results and the report."""
     from .report import write_report
 
@@ -197,7 +217,7 @@ def run_study(config: StudyConfig, progress: bool = True) -> dict:
     atomic_write(run_dir / "manifest.json", json.dumps(mixture.manifest(), indent=1))
     mixture.vocab.tokenizer().save(str(run_dir / "tokenizer.json"))
     started = time.time()
-    per_method = {name: run_method(config, mixture, name, run_dir, progress)
+    per_method = {name: run_method(config, mixture, name, run_dir, progress, reuse_root)
                   for name in config.methods}
     sets = sets_of(mixture)
     results = {

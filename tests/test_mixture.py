@@ -1,0 +1,97 @@
+"""The training stream: schedule, dedup, determinism, manifest, sink assignment."""
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from memsinks.config import DataConfig
+from memsinks.mixture import Mixture
+
+
+@pytest.fixture(scope="module")
+def mixture():
+    data = DataConfig(seed=3, n_repeated=6, repetitions=5, n_validation=10)
+    return Mixture(data, steps=40, batch_size=8)
+
+
+def test_repeated_documents_appear_exactly_r_times_spread_over_training(mixture):
+    stream = mixture.stream()
+    assert len(stream) == 40 * 8
+    counts = Counter(int(c) for c in stream if c < 0)
+    assert counts == {-(i + 1): 5 for i in range(6)}
+    general = stream[stream >= 0]
+    assert np.array_equal(general, np.arange(len(general)))  # every general doc once, in order
+    for i in range(6):
+        steps = np.nonzero(stream == -(i + 1))[0] // 8
+        gaps = np.diff(steps)
+        # evenly spaced: one repetition per fifth of training
+        assert gaps.min() >= 40 / 5 - 2 and gaps.max() <= 40 / 5 + 2
+
+
+def test_dedup_keeps_first_occurrence_and_same_length(mixture):
+    full, dedup = mixture.stream(), mixture.stream(dedup=True)
+    assert len(dedup) == len(full)
+    assert Counter(int(c) for c in dedup if c < 0) == {-(i + 1): 1 for i in range(6)}
+    for i in range(6):
+        first_full = np.nonzero(full == -(i + 1))[0][0] // 8
+        first_dedup = np.nonzero(dedup == -(i + 1))[0][0] // 8
+        assert abs(first_full - first_dedup) <= 1
+
+
+def test_data_order_is_a_pure_function_of_seed_and_step(mixture):
+    again = Mixture(DataConfig(seed=3, n_repeated=6, repetitions=5, n_validation=10), 40, 8)
+    for step in (0, 17, 39):
+        a, b = mixture.batch(step), again.batch(step)
+        assert [c for c, _ in a] == [c for c, _ in b]
+        assert all(np.array_equal(x, y) for (_, x), (_, y) in zip(a, b, strict=True))
+    other = Mixture(DataConfig(seed=4, n_repeated=6, repetitions=5, n_validation=10), 40, 8)
+    assert not np.array_equal(other.batch(0)[0][1], mixture.batch(0)[0][1]) or \
+        not np.array_equal(other.batch(1)[0][1], mixture.batch(1)[0][1])
+
+
+def test_sets_are_disjoint_and_twins_match(mixture):
+    repeated = {tuple(t) for t in mixture.repeated.tokens}
+    heldout = {tuple(t) for t in mixture.heldout.tokens}
+    validation = {tuple(t) for t in mixture.validation.tokens}
+    general = {tuple(mixture.general(i)) for i in range(200)}
+    assert not repeated & heldout and not repeated & validation and not heldout & general
+    assert not repeated & general
+    assert mixture.repeated.entropy_floor > 0 and mixture.heldout.entropy_floor > 0
+
+
+def test_sink_ids_all_versus_repeated_only(mixture):
+    every = mixture.sink_ids(dedup=False, which="all")
+    assert all(v > 0 for v in every.values())
+    repeated_only = mixture.sink_ids(dedup=False, which="repeated")
+    with_sinks = {c for c, v in repeated_only.items() if v}
+    assert with_sinks == {-(i + 1) for i in range(6)}
+    assert repeated_only[-1] == int(mixture.repeated.ids[0])
+    # after dedup nothing repeats, so nothing gets sinks
+    assert not any(mixture.sink_ids(dedup=True, which="repeated").values())
+
+
+def test_manifest_lists_every_repeated_document(mixture):
+    manifest = mixture.manifest()
+    assert len(manifest["repeated"]) == 6
+    entry = manifest["repeated"][2]
+    assert entry["id"] == int(mixture.repeated.ids[2]) and entry["repeats"] == 5
+    assert len(entry["steps"]) == 5 and len(entry["sha256"]) == 64 and entry["text"]
+    assert manifest["repeated_share"] == pytest.approx(30 / 320)
+
+
+def test_canaries_have_the_lengths_of_natural_twins():
+    natural = Mixture(DataConfig(seed=1, n_repeated=4, repetitions=2, n_validation=4), 10, 4)
+    canary = Mixture(DataConfig(seed=1, n_repeated=4, repetitions=2, n_validation=4,
+                                repeated_kind="canary"), 10, 4)
+    assert [len(t) for t in canary.repeated.tokens] == [len(t) for t in natural.repeated.tokens]
+    n_words = len(canary.vocab.corpus_words)
+    expected = -np.log(n_words) * np.array([len(t) for t in canary.repeated.tokens])
+    assert np.allclose(canary.repeated.logprob, expected)
+    # random strings are far harder than stories
+    assert canary.heldout.entropy_floor > 2 * natural.heldout.entropy_floor
+
+
+def test_unknown_domain_is_rejected():
+    with pytest.raises(ValueError, match="corpus domain 'poems' is unknown"):
+        Mixture(DataConfig(general_domains=["poems"]), 10, 4)

@@ -1,0 +1,73 @@
+"""A whole study end to end on a seconds-sized config, through the command line."""
+
+import json
+
+import pytest
+
+from memsinks.cli import main
+from memsinks.experiment import evaluate_saved, load_model
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    assert main(["run", "configs/smoke.yaml", f"out_dir={out}", "--quiet"]) == 0
+    return out / "smoke"
+
+
+def test_study_writes_everything(study):
+    for name in ("config.yaml", "manifest.json", "results.json", "report.md", "curves.png",
+                 "gap.png", "tokenizer.json"):
+        assert (study / name).is_file(), name
+    results = json.loads((study / "results.json").read_text())
+    assert set(results["methods"]) == {"standard", "dedup", "memsinks", "memsinks-repeated"}
+    for name, metrics in results["methods"].items():
+        modes = metrics["modes"]
+        assert set(modes) == ({"off"} if name in ("standard", "dedup") else {"keep", "drop", "own"})
+        for values in modes.values():
+            for key in ("L_R", "L_H", "L_V", "gap"):
+                mean, se = values[key]
+                assert se >= 0
+            assert values["gap"][0] == pytest.approx(values["L_H"][0] - values["L_R"][0])
+        assert len(metrics["curve"]) == 2
+    for name in ("memsinks", "memsinks-repeated"):
+        c = results["comparisons"][name]
+        for key in ("closure_vs_standard", "closure_within", "dLV_vs_standard", "dLV_vs_dedup"):
+            assert len(c[key]) == 2
+    assert set(results["entropy_floor"]) == {"R", "H", "V"}
+    report = (study / "report.md").read_text()
+    assert "memsinks-repeated" in report and "gap closed vs standard" in report
+
+
+def test_rerun_reuses_finished_methods(study, capsys):
+    before = (study / "memsinks" / "metrics.json").read_text()
+    out = str(study.parent)
+    assert main(["run", "configs/smoke.yaml", f"out_dir={out}"]) == 0
+    assert "finished earlier" in capsys.readouterr().out
+    assert (study / "memsinks" / "metrics.json").read_text() == before
+
+
+def test_saved_model_evaluates_to_the_same_numbers(study):
+    results = json.loads((study / "results.json").read_text())
+    again = evaluate_saved(study / "memsinks", modes=["drop", "keep"])
+    for mode in ("drop", "keep"):
+        for key in ("L_R", "L_H", "L_V"):
+            assert again[mode][key][0] == pytest.approx(
+                results["methods"]["memsinks"]["modes"][mode][key][0], abs=1e-5)
+    model, sinks = load_model(study / "standard" / "model")
+    assert sinks is None
+
+
+def test_cli_bad_input_is_one_clear_line(capsys, tmp_path):
+    assert main(["run", "configs/smoke.yaml", "train.steps=0", f"out_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("memsinks: error: train.steps = 0") and "\n" not in err
+    assert main(["eval", str(tmp_path / "nothing" / "memsinks")]) == 2
+
+
+def test_help_of_every_subcommand(capsys):
+    for sub in ("run", "train", "eval", "sweep", "report"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([sub, "--help"])
+        assert exit_info.value.code == 0
+        assert "usage: memsinks " + sub in capsys.readouterr().out

@@ -1,0 +1,46 @@
+"""memsinks sweep: grid x seeds, reuse of unaffected methods, resumption, aggregation."""
+
+import json
+
+import pytest
+
+from memsinks.cli import main
+from memsinks.sweep import Grid, aggregate, point_name
+
+
+def test_grid_parsing_and_points():
+    grid = Grid.parse(["sinks.p_active=0.1,0.3", "methods=[standard,memsinks],[memsinks]"])
+    assert grid.keys == ["sinks.p_active", "methods"]
+    assert grid.values == [[0.1, 0.3], [["standard", "memsinks"], ["memsinks"]]]
+    assert len(grid.points()) == 4
+    assert point_name({"sinks.p_active": 0.1}) == "sinks.p_active=0.1"
+    with pytest.raises(ValueError, match="key=v1,v2"):
+        Grid.parse(["sinks.p_active"])
+
+
+def test_aggregate_mean_and_standard_error_over_seeds():
+    rows = [{"point": {"a": 1}, "seed": s, "x": v} for s, v in enumerate([1.0, 2.0, 3.0])]
+    (entry,) = aggregate(rows, [{"a": 1}], ["a"])
+    assert entry["n_seeds"] == 3
+    assert entry["x"][0] == pytest.approx(2.0)
+    assert entry["x"][1] == pytest.approx(1.0 / 3**0.5)
+
+
+def test_sweep_runs_reuses_and_resumes(tmp_path, capsys):
+    args = ["sweep", "configs/smoke.yaml", "--grid", "sinks.p_active=0.2,0.5", "--seeds", "0,1",
+            "--name", "s", f"out_dir={tmp_path}", "methods=[standard,memsinks]",
+            "train.steps=8", "data.repetitions=2", "train.eval_every=0"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    # standard training does not depend on the sink setting: trained once per seed, then reused
+    assert out.count("[standard] standard training") == 2
+    assert out.count("[memsinks] MemSinks") == 4
+    summary = json.loads((tmp_path / "s" / "sweep.json").read_text())
+    assert len(summary["rows"]) == 4 and len(summary["aggregate"]) == 2
+    assert summary["aggregate"][0]["n_seeds"] == 2
+    assert "memsinks/closure_vs_standard" in summary["aggregate"][0]
+    assert (tmp_path / "s" / "sweep.md").is_file() and (tmp_path / "s" / "sweep.png").is_file()
+    # a second call trains nothing
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "standard training" not in out and "MemSinks as in" not in out
