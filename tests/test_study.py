@@ -63,6 +63,8 @@ def test_cli_bad_input_is_one_clear_line(capsys, tmp_path):
     err = capsys.readouterr().err.strip()
     assert err.startswith("memsinks: error: train.steps = 0") and "\n" not in err
     assert main(["eval", str(tmp_path / "nothing" / "memsinks")]) == 2
+    assert main(["run", "configs/smoke.yaml", "model.max_seq_len=40", f"out_dir={tmp_path}"]) == 2
+    assert "exceed model.max_seq_len = 40" in capsys.readouterr().err
 
 
 def test_help_of_every_subcommand(capsys):

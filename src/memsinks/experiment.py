@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +25,8 @@ from .config import StudyConfig
 from .evaluate import bootstrap_closure, document_nll, gap, mean_nll, paired_difference
 from .methods import METHODS, Method
 from .mixture import DocSet, Mixture
-from .model import build_model, count_parameters
-from .sinks import Sinks
+from .model import ModelConfig, build_model, count_parameters
+from .sinks import SinkConfig, Sinks
 from .train import resolve_device, train
 
 SETS = ("R", "H", "V")
@@ -56,8 +56,11 @@ def method_fingerprint(config: StudyConfig, method: str) -> str:
     """Hash of everything that determines a method's trained model."""
     relevant = {k: v for k, v in config_io.to_dict(config).items()
                 if k not in ("name", "methods", "out_dir")}
-    relevant["method"] = asdict(METHODS[method])
-    if not METHODS[method].sinks:
+    spec = METHODS[method]
+    relevant["method"] = asdict(spec)
+    if spec.mlp_width == "shared":
+        relevant["sinks"] = {"p_shared": relevant["sinks"]["p_shared"]}
+    elif not spec.sinks:
         relevant.pop("sinks")
     relevant["train"] = {k: v for k, v in relevant["train"].items() if k not in ("threads",)}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
@@ -97,6 +100,19 @@ def find_finished(root: Path, name: str, fingerprint: str) -> Path | None:
     return None
 
 
+def model_config(config: StudyConfig, method: Method) -> ModelConfig:
+    if method.mlp_width == "full":
+        return config.model
+    width = int(config.model.resolved()["intermediate_size"] * config.sinks.p_shared)
+    return replace(config.model, intermediate_size=width)
+
+
+def sink_config(config: StudyConfig, method: Method) -> SinkConfig:
+    if method.drop_rescale is None:
+        return config.sinks
+    return replace(config.sinks, drop_rescale=method.drop_rescale)
+
+
 def run_method(config: StudyConfig, mixture: Mixture, name: str, run_dir: Path,
                progress: bool = True, reuse_root: Path | None = None) -> dict:
     """Train (or load the finished) method and return its metrics with per-document NLLs."""
@@ -119,15 +135,21 @@ def run_method(config: StudyConfig, mixture: Mixture, name: str, run_dir: Path,
             return metrics
     method_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.train.device)
-    model = build_model(config.model, len(mixture.vocab), seed=config.train.seed).to(device)
-    sinks = Sinks(model, config.sinks) if method.sinks else None
+    model = build_model(model_config(config, method), len(mixture.vocab),
+                        seed=config.train.seed).to(device)
+    sinks = Sinks(model, sink_config(config, method)) if method.sinks else None
     sink_ids = (mixture.sink_ids(method.dedup, method.sink_ids) if sinks is not None else None)
     curve_sets = sets_of(mixture, config.train.eval_docs)
 
+    r_counts = curve_sets["R"].predicted_tokens
+
     def curve_point(step: int) -> dict:
         sums = evaluate_modes(model, sinks, method, curve_sets)
-        return {mode: {f"L_{k}": mean_nll(s[k], curve_sets[k].predicted_tokens)[0]
-                       for k in SETS} for mode, s in sums.items()}
+        point = {mode: {f"L_{k}": mean_nll(s[k], curve_sets[k].predicted_tokens)[0]
+                        for k in SETS} for mode, s in sums.items()}
+        for mode, s in sums.items():  # per-document R losses, for the forgetting analysis
+            point[mode]["R_docs"] = np.round(s["R"] / r_counts, 5).tolist()
+        return point
 
     if progress:
         print(f"[{name}] {method.description}; {count_parameters(model):,} parameters on {device}")
@@ -144,6 +166,7 @@ def run_method(config: StudyConfig, mixture: Mixture, name: str, run_dir: Path,
         "tokens_per_s": trained["tokens_per_s"], "wall_seconds": time.time() - started,
         "curve": trained["curve"],
         "sink_documents": (sum(1 for v in sink_ids.values() if v) if sink_ids else 0),
+        "r_occurrences": occurrence_steps(mixture, method.dedup, len(curve_sets["R"])),
     }
     save_model(model, sinks, method_dir / "model")
     flat = {f"{mode}/{k}": v for mode, per in sums.items() for k, v in per.items()}
@@ -157,6 +180,13 @@ def run_method(config: StudyConfig, mixture: Mixture, name: str, run_dir: Path,
                  for mode, m in metrics["modes"].items()]
         print(f"[{name}] {trained['tokens_per_s']:.0f} tok/s; " + "; ".join(parts))
     return metrics
+
+
+def occurrence_steps(mixture: Mixture, dedup: bool, count: int) -> list[list[int]]:
+    """Training steps at which each of the first ``count`` R documents is seen."""
+    rows = np.nonzero(mixture.stream(dedup) < 0)[0]
+    codes = mixture.stream(dedup)[rows]
+    return [(rows[codes == -(i + 1)] // mixture.batch_size).tolist() for i in range(count)]
 
 
 def save_model(model, sinks: Sinks | None, path: Path) -> None:
@@ -176,8 +206,6 @@ def compare(per_method: dict[str, dict], mixture: Mixture) -> dict:
     """Closure of the gap and validation-loss differences of every sink method."""
     counts = {k: s.predicted_tokens for k, s in sets_of(mixture).items()}
     out: dict[str, dict] = {}
-    base = per_method.get("standard")
-    dedup = per_method.get("dedup")
     for name, metrics in per_method.items():
         if not METHODS[name].sinks:
             continue
@@ -185,7 +213,8 @@ def compare(per_method: dict[str, dict], mixture: Mixture) -> dict:
         drop = {k: nll[f"drop/{k}"] for k in SETS}
         keep = {k: nll[f"keep/{k}"] for k in SETS}
         row: dict = {"closure_within": list(bootstrap_closure(keep, drop, counts))}
-        for ref_name, ref in (("standard", base), ("dedup", dedup)):
+        for ref_name in ("standard", "dedup", "standard-narrow"):
+            ref = per_method.get(ref_name)
             if ref is None:
                 continue
             ref_sums = {k: ref["nll"][f"off/{k}"] for k in SETS}
@@ -242,8 +271,6 @@ def run_study(config: StudyConfig, progress: bool = True, reuse_root: Path | Non
 def load_model(model_dir: Path):
     """A saved model and its sinks (None for methods without sinks)."""
     from transformers import LlamaForCausalLM
-
-    from .sinks import SinkConfig
 
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir} holds no saved model (config.json); train the "

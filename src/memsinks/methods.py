@@ -14,10 +14,16 @@ class Method:
     sink_ids: str = "all"  # which documents get sinks: all | repeated (seen more than once)
     dedup: bool = False  # each repeated document appears once
     modes: tuple[str, ...] = ("off",)  # evaluation modes
+    drop_rescale: str | None = None  # overrides sinks.drop_rescale for this method
+    mlp_width: str = "full"  # full | shared: a plain model as wide as the shared neurons
 
 
 METHODS: dict[str, Method] = {
     "standard": Method("standard training on the stream with repeated documents"),
+    "standard-narrow": Method(
+        "control: standard training of a model whose MLPs have only the shared neurons' width "
+        "(p_shared x intermediate), to tell a sink effect from a narrower-MLP effect",
+        mlp_width="shared"),
     "dedup": Method("the same stream with every repeated document seen once", dedup=True),
     "memsinks": Method(
         "MemSinks as in the paper: every document gets sinks, dropped after training",
@@ -25,5 +31,8 @@ METHODS: dict[str, Method] = {
     "memsinks-repeated": Method(
         "extension of this project: only documents that occur more than once in the stream "
         "(found by counting their hashes, as dedup would) get sinks; the rest train the "
-        "shared neurons alone", sinks=True, sink_ids="repeated", modes=("keep", "drop", "own")),
+        "shared neurons alone", sinks=True, sink_ids="repeated", modes=("keep", "drop", "own"),
+        # shared neurons are trained at x1 on almost every token, so dropping the sinks must
+        # not rescale them
+        drop_rescale="none"),
 }

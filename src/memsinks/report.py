@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .analysis import forgetting  # noqa: E402
+
 MODE_NAMES = {"off": "full model", "keep": "sinks kept (x p_active)", "drop": "sinks dropped",
               "own": "own training mask"}
 
@@ -95,17 +97,18 @@ def render(results: dict) -> str:
                          f"{m['tokens_per_s']:.0f} |")
     comparisons = results.get("comparisons", {})
     if comparisons:
+        refs = [r for r in ("standard", "dedup", "standard-narrow")
+                if any(f"dLV_vs_{r}" in c for c in comparisons.values())]
         lines += ["", "## Does dropping the sinks remove the memorization?", "",
                   "| method | gap closed vs standard | gap closed within model (keep→drop) | "
-                  "L(V) dropped − standard | L(V) dropped − dedup |", "|---|---|---|---|---|"]
+                  + " | ".join(f"L(V) dropped − {r}" for r in refs) + " |",
+                  "|---|---|---|" + "---|" * len(refs)]
         for name, c in comparisons.items():
             closure = _pct(c["closure_vs_standard"]) if "closure_vs_standard" in c else "—"
-            vs_std = (f"{_pm(c['dLV_vs_standard'])} ({_pct(c['dLV_rel_vs_standard'])})"
-                      if "dLV_vs_standard" in c else "—")
-            vs_dedup = (f"{_pm(c['dLV_vs_dedup'])} ({_pct(c['dLV_rel_vs_dedup'])})"
-                        if "dLV_vs_dedup" in c else "—")
-            lines.append(f"| {name} | {closure} | {_pct(c['closure_within'])} | {vs_std} | "
-                         f"{vs_dedup} |")
+            cells = [f"{_pm(c[f'dLV_vs_{r}'])} ({_pct(c[f'dLV_rel_vs_{r}'])})"
+                     if f"dLV_vs_{r}" in c else "—" for r in refs]
+            lines.append(f"| {name} | {closure} | {_pct(c['closure_within'])} | "
+                         + " | ".join(cells) + " |")
         lines += ["", "Closure = (Gap_standard − Gap_dropped) / Gap_standard, error from a "
                   "paired bootstrap over documents; L(V) differences are paired over the same "
                   "validation documents (negative = the dropped model is better)."]
@@ -113,7 +116,35 @@ def render(results: dict) -> str:
               "L(R) and L(H) on evaluation subsets during training: the memorization gap opening "
               "over training, and (dashed) what is left of it with the sinks dropped.", "",
               "## Memorization gap", "", "![gap](gap.png)", ""]
+    if any(forgetting(m) for m in results["methods"].values()):
+        lines += ["## Forgetting between repetitions", "", "![forgetting](forgetting.png)", "",
+                  "Each repeated document's excess over the held-out loss, L(H) − L(doc), "
+                  "against the steps since it was last trained on, pooled over the evaluations "
+                  "of the second half of training (± 1 s.e.). A falling line is forgetting.", ""]
     return "\n".join(lines)
+
+
+def plot_forgetting(results: dict, path: Path) -> bool:
+    series = {name: forgetting(m) for name, m in results["methods"].items()}
+    series = {k: v for k, v in series.items() if v}
+    if not series:
+        return False
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for name, per_mode in series.items():
+        for mode, f in per_mode.items():
+            if name == "dedup" or mode == "keep":
+                continue
+            ax.errorbar(f["since"], f["gap"], yerr=f["se"], marker="o", ms=3, capsize=2,
+                        label=f"{name} ({MODE_NAMES[mode]})",
+                        ls="--" if mode == "drop" else "-")
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_xlabel("steps since the document was last trained on")
+    ax.set_ylabel("L(H) − L(doc) (nats/token)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
 
 
 def write_report(run_dir: Path, results: dict | None = None) -> Path:
@@ -126,6 +157,7 @@ def write_report(run_dir: Path, results: dict | None = None) -> Path:
         results = json.loads(path.read_text())
     plot_curves(results, run_dir / "curves.png")
     plot_gap(results, run_dir / "gap.png")
+    plot_forgetting(results, run_dir / "forgetting.png")
     out = run_dir / "report.md"
     out.write_text(render(results))
     return out

@@ -3,7 +3,7 @@
 Every point is an ordinary study under ``<out_dir>/<sweep name>/<point>/seed<s>``; a method
 finished under the same configuration anywhere in the sweep is reused, so an interrupted sweep
 resumes and the methods a key does not affect (say standard training when sweeping a sink
-setting) are trained once per seed.
+setting) are trained once per seed, even across sweeps sharing an ``out_dir``.
 """
 
 from __future__ import annotations
@@ -87,7 +87,8 @@ def run_sweep(config_path: str | None, grid: Grid, seeds: list[int], overrides: 
             config = config_io.load(config_path, overrides + extra)
             if progress:
                 print(f"== {point_name(point)} seed {seed}")
-            results = run_study(config, progress=progress, reuse_root=root)
+            # any finished method with the same configuration under out_dir is reused
+            results = run_study(config, progress=progress, reuse_root=Path(base.out_dir))
             rows.append({"point": point, "seed": seed, **flatten(results)})
     summary = {"name": sweep_name, "keys": grid.keys, "seeds": seeds, "overrides": overrides,
                "config": config_path, "rows": rows,
