@@ -52,12 +52,17 @@ def environment() -> dict:
             "threads": torch.get_num_threads()}
 
 
+_LATER_FIELDS = {"drop_rescale": None, "mlp_width": "full"}
+
+
 def method_fingerprint(config: StudyConfig, method: str) -> str:
     """Hash of everything that determines a method's trained model."""
     relevant = {k: v for k, v in config_io.to_dict(config).items()
                 if k not in ("name", "methods", "out_dir")}
     spec = METHODS[method]
-    relevant["method"] = asdict(spec)
+    # fields added to Method later enter the hash only when set, so older runs stay valid
+    relevant["method"] = {k: v for k, v in asdict(spec).items()
+                          if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]}
     if spec.mlp_width == "shared":
         relevant["sinks"] = {"p_shared": relevant["sinks"]["p_shared"]}
     elif not spec.sinks:
