@@ -56,6 +56,9 @@ def test_saved_model_evaluates_to_the_same_numbers(study):
                 results["methods"]["memsinks"]["modes"][mode][key][0], abs=1e-5)
     model, sinks = load_model(study / "standard" / "model")
     assert sinks is None
+    none = evaluate_saved(study / "memsinks", modes=["drop", "keep"], rescale="none")
+    assert none["keep"]["L_V"][0] == pytest.approx(again["keep"]["L_V"][0], abs=1e-6)
+    assert none["drop"]["L_V"][0] != pytest.approx(again["drop"]["L_V"][0], abs=1e-6)
 
 
 def test_cli_bad_input_is_one_clear_line(capsys, tmp_path):
@@ -68,8 +71,28 @@ def test_cli_bad_input_is_one_clear_line(capsys, tmp_path):
 
 
 def test_help_of_every_subcommand(capsys):
-    for sub in ("run", "train", "eval", "sweep", "report"):
+    for sub in ("run", "train", "eval", "sweep", "export", "report"):
         with pytest.raises(SystemExit) as exit_info:
             main([sub, "--help"])
         assert exit_info.value.code == 0
         assert "usage: memsinks " + sub in capsys.readouterr().out
+
+
+def test_export_loads_as_plain_transformers_model_with_drop_mode_logits(study, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "exported"
+    assert main(["export", str(study / "memsinks"), "--out", str(out)]) == 0
+    plain = AutoModelForCausalLM.from_pretrained(out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    model, sinks = load_model(study / "memsinks" / "model")
+    assert plain.config.intermediate_size == sinks.n_shared
+    ids = tokenizer("Once upon a time, Tom went to the park.", return_tensors="pt").input_ids
+    assert tokenizer.unk_token_id not in ids[0].tolist()
+    ids = torch.cat([torch.tensor([[tokenizer.bos_token_id]]), ids], dim=1)
+    with torch.no_grad(), sinks.mode_of("drop"):
+        expected = model(input_ids=ids).logits
+    with torch.no_grad():
+        got = plain(input_ids=ids).logits
+    assert (got - expected).abs().max().item() < 1e-5

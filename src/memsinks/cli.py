@@ -46,7 +46,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_eval(args: argparse.Namespace) -> None:
     from .experiment import evaluate_saved
 
-    result = evaluate_saved(Path(args.method_dir), modes=args.modes)
+    result = evaluate_saved(Path(args.method_dir), modes=args.modes, rescale=args.rescale)
     print(json.dumps(result, indent=1))
 
 
@@ -59,6 +59,13 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         raise ValueError("--seeds is empty; give seeds such as 0,1,2")
     run_sweep(path, Grid.parse(args.grid or []), seeds, overrides, name=args.name,
               progress=not args.quiet)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from .experiment import export_dropped
+
+    method_dir = Path(args.method_dir)
+    print(export_dropped(method_dir, Path(args.out) if args.out else method_dir / "export"))
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -87,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("method_dir", help="a method's directory, such as runs/default/memsinks")
     ev.add_argument("--modes", nargs="+", default=None,
                     help="sink modes (off, keep, drop, own); default: the method's own")
+    ev.add_argument("--rescale", default=None, choices=("paper", "mass", "none"),
+                    help="shared-neuron factor in drop mode (default: the one trained with)")
     ev.set_defaults(func=cmd_eval)
     sweep = sub.add_parser("sweep", help="a grid over config keys x seeds, one table and plots",
                            description="Run one study per grid point and seed under "
@@ -98,6 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--name", default=None, help="sweep directory name")
     _add_config(sweep)
     sweep.set_defaults(func=cmd_sweep)
+    export = sub.add_parser("export", help="write the sinks-dropped model as a plain "
+                            "transformers Llama model with its tokenizer",
+                            description="Delete the sink neurons, fold the drop rescale into "
+                            "the down projections and save model + tokenizer in the Hugging Face "
+                            "format (loadable with AutoModelForCausalLM, no memsinks needed).")
+    export.add_argument("method_dir", help="a method's directory, such as runs/default/memsinks")
+    export.add_argument("--out", default=None, help="output directory (default: METHOD_DIR/export)")
+    export.set_defaults(func=cmd_export)
     report = sub.add_parser("report", help="rewrite report.md and plots from results.json")
     report.add_argument("run_dir", help="a study directory, such as runs/default")
     report.set_defaults(func=cmd_report)

@@ -289,8 +289,9 @@ def load_model(model_dir: Path):
     return model, sinks
 
 
-def evaluate_saved(method_dir: Path, modes: list[str] | None = None) -> dict:
-    """Re-evaluate runs/<name>/<method>/model in the given sink modes."""
+def evaluate_saved(method_dir: Path, modes: list[str] | None = None,
+                   rescale: str | None = None) -> dict:
+    """Re-evaluate runs/<name>/<method>/model in the given sink modes (and drop rescale)."""
     method_dir = Path(method_dir)
     config_path = method_dir.parent / "config.yaml"
     if not config_path.is_file():
@@ -305,8 +306,42 @@ def evaluate_saved(method_dir: Path, modes: list[str] | None = None) -> dict:
     modes = modes or list(method.modes)
     if sinks is None and any(m != "off" for m in modes):
         raise ValueError(f"{name} was trained without sinks; its only mode is off")
+    if rescale is not None and sinks is not None:
+        sinks.config = replace(sinks.config, drop_rescale=rescale)
+        sinks.config.validate()
     mixture = Mixture(config.data, config.train.steps, config.train.batch_size)
     sets = sets_of(mixture)
     probe = Method(method.description, method.sinks, method.sink_ids, method.dedup, tuple(modes))
     sums = evaluate_modes(model, sinks, probe, sets)
     return {mode: summarize_mode(s, sets) for mode, s in sums.items()}
+
+
+def export_dropped(method_dir: Path, out: Path) -> Path:
+    """Write the sinks-dropped model of a study method as a plain transformers model + tokenizer.
+
+    The sink neurons are deleted and the rescale folded into the down projection, so
+    ``AutoModelForCausalLM.from_pretrained(out)`` loads it without memsinks installed.
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    from .mixture import SPECIALS
+    from .sinks import drop_sinks
+
+    method_dir = Path(method_dir)
+    model, sinks = load_model(method_dir / "model")
+    plain = drop_sinks(model, sinks) if sinks is not None else model
+    tokenizer_path = method_dir.parent / "tokenizer.json"
+    if not tokenizer_path.is_file():
+        raise FileNotFoundError(f"{tokenizer_path} does not exist; export a method directory "
+                                "inside a study directory")
+    tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(tokenizer_path), pad_token=SPECIALS[0],
+                                        bos_token=SPECIALS[1], eos_token=SPECIALS[2],
+                                        unk_token=SPECIALS[3])
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    plain.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return out
