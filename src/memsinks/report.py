@@ -29,11 +29,13 @@ def plot_curves(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 3.4), sharey=True,
                              squeeze=False)
     floor = results["entropy_floor"]["H"]
+    late = [p[mode][key] for m in methods.values() for p in m["curve"][1:]
+            for mode in m["modes"] if mode != "keep" for key in ("L_R", "L_H")]
     for ax, (name, metrics) in zip(axes[0], methods.items(), strict=True):
         curve = metrics["curve"]
         steps = [p["step"] for p in curve]
         for mode in metrics["modes"]:
-            if mode == "own":
+            if mode == "keep":  # "own" shows the model as trained, "drop" what is left
                 continue
             style = "--" if mode == "drop" else "-"
             for key, color in (("L_R", "tab:red"), ("L_H", "tab:blue")):
@@ -43,6 +45,8 @@ def plot_curves(results: dict, path: Path) -> None:
         ax.set_title(name)
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
+    if late:  # the first evaluation is far above the rest; keep the interesting range
+        axes[0][0].set_ylim(min(min(late), floor) - 0.05, max(late) * 1.1)
     axes[0][0].set_ylabel("NLL per token (nats)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -114,7 +118,8 @@ def render(results: dict) -> str:
                   "validation documents (negative = the dropped model is better)."]
     lines += ["", "## Learning curves", "", "![learning curves](curves.png)", "",
               "L(R) and L(H) on evaluation subsets during training: the memorization gap opening "
-              "over training, and (dashed) what is left of it with the sinks dropped.", "",
+              "over training; for sink models, solid lines use each document's own training "
+              "mask (the model as trained) and dashed lines drop the sinks.", "",
               "## Memorization gap", "", "![gap](gap.png)", ""]
     if any(forgetting(m) for m in results["methods"].values()):
         lines += ["## Forgetting between repetitions", "", "![forgetting](forgetting.png)", "",
