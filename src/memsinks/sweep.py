@@ -138,12 +138,14 @@ def write_sweep_report(root: Path, summary: dict) -> None:
     aggregate_rows = summary["aggregate"]
     sink_methods = sorted({k.split("/")[0] for row in aggregate_rows for k in row
                            if k.endswith("/closure_vs_standard")})
+    refs = [r for r in ("standard", "dedup", "standard-narrow")
+            if any(k.endswith(f"/dLV_rel_vs_{r}") for row in aggregate_rows for k in row)]
     lines = [f"# Sweep `{summary['name']}`", "",
              f"Config `{summary['config']}`, overrides `{' '.join(summary['overrides'])}`, "
              f"seeds {summary['seeds']}. Mean ± standard error over seeds.", "",
              "| point | method | gap standard | gap dropped | closure vs standard | "
-             "closure within | L(V) dropped − standard (rel.) | L(V) dropped − dedup (rel.) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "closure within | " + " | ".join(f"L(V) dropped − {r} (rel.)" for r in refs) + " |",
+             "|---|---|---|---|---|---|" + "---|" * len(refs)]
 
     def fmt(row, key, pct=False):
         if key not in row:
@@ -158,8 +160,7 @@ def write_sweep_report(root: Path, summary: dict) -> None:
                 f"{fmt(row, f'{method}/drop/gap')} | "
                 f"{fmt(row, f'{method}/closure_vs_standard', True)} | "
                 f"{fmt(row, f'{method}/closure_within', True)} | "
-                f"{fmt(row, f'{method}/dLV_rel_vs_standard', True)} | "
-                f"{fmt(row, f'{method}/dLV_rel_vs_dedup', True)} |")
+                + " | ".join(fmt(row, f"{method}/dLV_rel_vs_{r}", True) for r in refs) + " |")
     keys = summary["keys"]
     if len(keys) >= 1 and sink_methods:
         key = keys[0]
