@@ -19,11 +19,14 @@ def test_grid_parsing_and_points():
 
 
 def test_aggregate_mean_and_standard_error_over_seeds():
-    rows = [{"point": {"a": 1}, "seed": s, "x": v} for s, v in enumerate([1.0, 2.0, 3.0])]
+    rows = [{"point": {"a": 1}, "seed": s, "x": [v, 9.0]} for s, v in enumerate([1.0, 2.0, 3.0])]
     (entry,) = aggregate(rows, [{"a": 1}], ["a"])
     assert entry["n_seeds"] == 3
     assert entry["x"][0] == pytest.approx(2.0)
     assert entry["x"][1] == pytest.approx(1.0 / 3**0.5)
+    # one seed: the run's own error over documents
+    (single,) = aggregate(rows[:1], [{"a": 1}], ["a"])
+    assert single["x"] == [1.0, 9.0]
 
 
 def test_sweep_runs_reuses_and_resumes(tmp_path, capsys):
