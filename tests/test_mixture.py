@@ -60,15 +60,24 @@ def test_sets_are_disjoint_and_twins_match(mixture):
     assert mixture.repeated.entropy_floor > 0 and mixture.heldout.entropy_floor > 0
 
 
-def test_sink_ids_all_versus_repeated_only(mixture):
+def test_sink_ids_all_repeated_and_seen_before(mixture):
+    stream = mixture.stream()
     every = mixture.sink_ids(dedup=False, which="all")
-    assert all(v > 0 for v in every.values())
+    assert every.shape == stream.shape and (every > 0).all()
     repeated_only = mixture.sink_ids(dedup=False, which="repeated")
-    with_sinks = {c for c, v in repeated_only.items() if v}
-    assert with_sinks == {-(i + 1) for i in range(6)}
-    assert repeated_only[-1] == int(mixture.repeated.ids[0])
+    assert set(stream[repeated_only != 0].tolist()) == {-(i + 1) for i in range(6)}
+    assert (repeated_only[stream == -1] == int(mixture.repeated.ids[0])).all()
+    assert (repeated_only[stream >= 0] == 0).all()
+    online = mixture.sink_ids(dedup=False, which="seen-before")
+    for i in range(6):
+        positions = np.nonzero(stream == -(i + 1))[0]
+        assert online[positions[0]] == 0  # first occurrence: not known to repeat yet
+        assert (online[positions[1:]] == int(mixture.repeated.ids[i])).all()
+    assert (online[stream >= 0] == 0).all()
     # after dedup nothing repeats, so nothing gets sinks
-    assert not any(mixture.sink_ids(dedup=True, which="repeated").values())
+    assert not mixture.sink_ids(dedup=True, which="repeated").any()
+    with pytest.raises(ValueError, match="use one of"):
+        mixture.sink_ids(dedup=False, which="some")
 
 
 def test_manifest_lists_every_repeated_document(mixture):

@@ -170,7 +170,8 @@ def run_method(config: StudyConfig, mixture: Mixture, name: str, run_dir: Path,
         "train_seconds": trained["train_seconds"], "tokens": trained["tokens"],
         "tokens_per_s": trained["tokens_per_s"], "wall_seconds": time.time() - started,
         "curve": trained["curve"],
-        "sink_documents": (sum(1 for v in sink_ids.values() if v) if sink_ids else 0),
+        "sink_documents": (len(np.unique(sink_ids[sink_ids != 0])) if sink_ids is not None
+                           else 0),
         "r_occurrences": occurrence_steps(mixture, method.dedup, len(curve_sets["R"])),
     }
     save_model(model, sinks, method_dir / "model")

@@ -11,7 +11,7 @@ class Method:
 
     description: str
     sinks: bool = False  # gate the MLPs with sink masks
-    sink_ids: str = "all"  # which documents get sinks: all | repeated (seen more than once)
+    sink_ids: str = "all"  # which documents get sinks: all | repeated | seen-before
     dedup: bool = False  # each repeated document appears once
     modes: tuple[str, ...] = ("off",)  # evaluation modes
     drop_rescale: str | None = None  # overrides sinks.drop_rescale for this method
@@ -35,4 +35,8 @@ METHODS: dict[str, Method] = {
         # shared neurons are trained at x1 on almost every token, so dropping the sinks must
         # not rescale them
         drop_rescale="none"),
+    "memsinks-online": Method(
+        "extension of this project, online: a document gets sinks from its second occurrence "
+        "on (a set of hashes seen so far), so no counting pass over the stream is needed",
+        sinks=True, sink_ids="seen-before", modes=("keep", "drop", "own"), drop_rescale="none"),
 }

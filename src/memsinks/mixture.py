@@ -4,7 +4,6 @@ validation V, and the deduplicated variant. Data order is a pure function of (se
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +13,7 @@ from .config import DataConfig
 from .sinks import document_id
 
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
+SINK_ASSIGNMENTS = ("all", "repeated", "seen-before")
 PAD, BOS, EOS = 0, 1, 2
 
 
@@ -160,20 +160,33 @@ class Mixture:
         codes = self.stream(dedup)[step * self.batch_size:(step + 1) * self.batch_size]
         return [(int(c), self.tokens_of(int(c))) for c in codes]
 
-    def sink_ids(self, dedup: bool, which: str) -> dict[int, int]:
-        """Document ID per stream code: every document (``all``) or only those whose hash occurs
-        more than once in the stream (``repeated``: a counting pass, as exact dedup does)."""
-        codes = np.unique(self.stream(dedup))
-        ids = {int(c): document_id(self.tokens_of(int(c))) for c in codes}
-        if which == "all":
-            return ids
-        if which != "repeated":
-            raise ValueError(f"sink_ids = {which!r}; use all or repeated")
+    def sink_ids(self, dedup: bool, which: str) -> np.ndarray:
+        """The sink ID of every stream position (0 = no sinks).
+
+        ``all``: every document its hash ID. ``repeated``: only documents whose hash occurs
+        more than once in the stream (a counting pass, as exact dedup does). ``seen-before``:
+        the online version, a document gets its ID from its second occurrence on (a set of
+        hashes seen so far; a Bloom filter at scale).
+        """
+        if which not in SINK_ASSIGNMENTS:
+            raise ValueError(f"sink_ids = {which!r}; use one of {', '.join(SINK_ASSIGNMENTS)}")
         stream = self.stream(dedup)
-        occurrences = Counter()
-        for code, count in zip(*np.unique(stream, return_counts=True), strict=True):
-            occurrences[ids[int(code)]] += int(count)
-        return {c: (i if occurrences[i] > 1 else 0) for c, i in ids.items()}
+        codes, inverse = np.unique(stream, return_inverse=True)
+        code_ids = np.array([document_id(self.tokens_of(int(c))) for c in codes], dtype=np.int64)
+        ids = code_ids[inverse]
+        if which == "repeated":
+            hashes, counts = np.unique(ids, return_counts=True)
+            repeated = hashes[counts > 1]
+            ids = np.where(np.isin(ids, repeated), ids, 0)
+        elif which == "seen-before":
+            seen: set[int] = set()
+            online = np.zeros_like(ids)
+            for position, doc in enumerate(ids.tolist()):
+                if doc in seen:
+                    online[position] = doc
+                seen.add(doc)
+            ids = online
+        return ids
 
     def manifest(self) -> dict:
         """Every R document with its ID, content hash, repeat count and text."""

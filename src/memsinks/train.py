@@ -78,7 +78,7 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.A
 
 
 def train(model: torch.nn.Module, mixture: Mixture, config: TrainConfig, *, dedup: bool,
-          sinks: Sinks | None, sink_ids: dict[int, int] | None, log_path: Path,
+          sinks: Sinks | None, sink_ids: np.ndarray | None, log_path: Path,
           evaluate: Callable[[int], dict] | None = None, label: str = "train") -> dict:
     """Train in place; returns timing, the JSONL log's path and the learning curve."""
     device = next(model.parameters()).device
@@ -92,7 +92,10 @@ def train(model: torch.nn.Module, mixture: Mixture, config: TrainConfig, *, dedu
         for step in range(config.steps):
             start = time.perf_counter()
             rows = mixture.batch(step, dedup=dedup)
-            ids = [sink_ids[c] for c, _ in rows] if sink_ids is not None else [0] * len(rows)
+            if sink_ids is not None:  # per stream position
+                ids = sink_ids[step * config.batch_size:(step + 1) * config.batch_size].tolist()
+            else:
+                ids = [0] * len(rows)
             batch = collate([t for _, t in rows], ids, device)
             lr = lr_at(step, config)
             for group in optimizer.param_groups:
