@@ -119,6 +119,17 @@ class Sinks:
         self._handles = []
         self._set(None, "off")
 
+    @contextmanager
+    def detached(self) -> Iterator[None]:
+        """Temporarily remove the gates (for example to copy the plain model)."""
+        for handle in self._handles:
+            handle.remove()
+        try:
+            yield
+        finally:
+            self._handles = [mlp.down_proj.register_forward_pre_hook(self._gate)
+                             for mlp in self.mlps]
+
     def _set(self, mask: torch.Tensor | None, mode: str) -> None:
         self._mask, self._cast, self.mode = mask, {}, mode
 
@@ -212,15 +223,8 @@ def drop_sinks(model: nn.Module, sinks: Sinks) -> nn.Module:
     """
     n = sinks.n_shared
     scale = sinks.drop_scale()
-    sinks_state = sinks._handles
-    sinks._handles = []  # deepcopy must not duplicate the hook handles' owner
-    try:
-        for handle in sinks_state:
-            handle.remove()
+    with sinks.detached():  # the copy must not carry hooks that point at this Sinks
         plain = copy.deepcopy(model)
-    finally:
-        sinks._handles = [mlp.down_proj.register_forward_pre_hook(sinks._gate)
-                          for mlp in sinks.mlps]
     for layer in _decoder_layers(plain):
         mlp = layer.mlp
         with torch.no_grad():
