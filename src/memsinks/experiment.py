@@ -249,7 +249,8 @@ def run_study(config: StudyConfig, progress: bool = True, reuse_root: Path | Non
         raise ValueError(f"documents of {mixture.max_doc_len} tokens (+BOS/EOS) exceed "
                          f"model.max_seq_len = {context}; raise it")
     atomic_write(run_dir / "config.yaml", config_io.dump(config))
-    atomic_write(run_dir / "manifest.json", json.dumps(mixture.manifest(), indent=1))
+    manifest = mixture.manifest()
+    atomic_write(run_dir / "manifest.json", json.dumps(manifest, indent=1))
     mixture.vocab.tokenizer().save(str(run_dir / "tokenizer.json"))
     started = time.time()
     per_method = {name: run_method(config, mixture, name, run_dir, progress, reuse_root)
@@ -260,7 +261,7 @@ def run_study(config: StudyConfig, progress: bool = True, reuse_root: Path | Non
         "config": config_io.to_dict(config),
         "environment": environment(),
         "stream": {"documents": config.train.steps * config.train.batch_size,
-                   "repeated_share": mixture.manifest()["repeated_share"]},
+                   "repeated_share": manifest["repeated_share"]},
         "entropy_floor": {k: sets[k].entropy_floor for k in SETS},
         "methods": {name: {k: v for k, v in m.items() if k != "nll"}
                     for name, m in per_method.items()},
