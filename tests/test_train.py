@@ -9,7 +9,7 @@ from memsinks.config import DataConfig, TrainConfig
 from memsinks.mixture import BOS, EOS, PAD, Mixture
 from memsinks.model import ModelConfig, build_model
 from memsinks.sinks import SinkConfig, Sinks
-from memsinks.train import collate, lr_at, train
+from memsinks.train import Recipe, collate, lr_at, train
 
 
 def test_warmup_then_cosine_to_the_floor():
@@ -39,7 +39,7 @@ def test_a_short_run_learns_and_same_seed_gives_same_weights(tmp_path):
         model = build_model(shape, len(mixture.vocab), seed=0)
         sinks = Sinks(model, SinkConfig())
         ids = mixture.sink_ids(dedup=False, which="all")
-        out = train(model, mixture, config, dedup=False, sinks=sinks, sink_ids=ids,
+        out = train(model, mixture, config, Recipe(sink_ids=ids), sinks=sinks,
                     log_path=tmp_path / f"log{run}.jsonl")
         weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     lines = (tmp_path / "log0.jsonl").read_text().splitlines()
@@ -58,8 +58,7 @@ def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
     with torch.no_grad():
         model.model.embed_tokens.weight.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="lower train.lr"):
-        train(model, mixture, TrainConfig(steps=4, batch_size=4), dedup=False, sinks=None,
-              sink_ids=None, log_path=tmp_path / "log.jsonl")
+        train(model, mixture, TrainConfig(steps=4, batch_size=4), log_path=tmp_path / "log.jsonl")
 
 
 def test_forgetting_bins_the_excess_by_steps_since_last_seen():

@@ -130,8 +130,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
     if extra:
         args.overrides = list(args.overrides) + extra
+    from .train import Interrupted
+
     try:
         args.func(args)
+    except Interrupted as stopped:
+        print(f"memsinks: {stopped}", file=sys.stderr)
+        return 143  # 128 + SIGTERM, as schedulers expect of a terminated job
     except (ValueError, FileNotFoundError, FloatingPointError) as error:
         print(f"memsinks: error: {error}", file=sys.stderr)
         return 2

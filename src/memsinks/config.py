@@ -52,11 +52,22 @@ class TrainConfig:
     eval_docs: int = 64  # documents per set in learning-curve evaluations
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch CPU threads (0 = torch's default)
+    grad_accum: int = 1  # micro-batches per step (the batch is the same; memory is smaller)
+    parallel: str = "auto"  # under torchrun: auto (= ddp) | ddp | fsdp | none
+    compile: bool = False  # torch.compile the model (GPU)
+    checkpoint_every: int = 250  # steps between resumable checkpoints (0 = only on SIGTERM)
 
     def validate(self) -> None:
-        for name in ("steps", "batch_size"):
+        for name in ("steps", "batch_size", "grad_accum"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"train.{name} = {getattr(self, name)} must be at least 1")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"train.checkpoint_every = {self.checkpoint_every} must be >= 0")
+        from .parallel import STRATEGIES
+
+        if self.parallel not in STRATEGIES:
+            raise ValueError(f"train.parallel = {self.parallel!r} is not one of "
+                             f"{', '.join(STRATEGIES)}")
         if self.lr <= 0:
             raise ValueError(f"train.lr = {self.lr} must be positive")
         if not 0 <= self.min_lr_ratio <= 1:

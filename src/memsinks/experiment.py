@@ -21,13 +21,14 @@ import numpy as np
 import torch
 
 from . import config as config_io
+from . import parallel
 from .config import StudyConfig
 from .evaluate import bootstrap_closure, document_nll, gap, mean_nll, paired_difference
 from .methods import METHODS, Method
 from .mixture import DocSet, Mixture
 from .model import ModelConfig, build_model, count_parameters
 from .sinks import SinkConfig, Sinks
-from .train import resolve_device, train
+from .train import Recipe, resolve_device, train
 
 SETS = ("R", "H", "V")
 
@@ -52,7 +53,11 @@ def environment() -> dict:
             "threads": torch.get_num_threads()}
 
 
-_LATER_FIELDS = {"drop_rescale": None, "mlp_width": "full"}
+_LATER_FIELDS = {"drop_rescale": None, "mlp_width": "full", "goldfish_k": 0, "goldfish_h": 13,
+                 "gradient_mask": False}
+# train fields added later enter the hash only when set; these never change the trained model
+_LATER_TRAIN = {"grad_accum": 1, "parallel": "auto", "compile": False}
+_NOT_TRAINING = ("threads", "checkpoint_every")
 
 
 def method_fingerprint(config: StudyConfig, method: str) -> str:
@@ -63,11 +68,13 @@ def method_fingerprint(config: StudyConfig, method: str) -> str:
     # fields added to Method later enter the hash only when set, so older runs stay valid
     relevant["method"] = {k: v for k, v in asdict(spec).items()
                           if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]}
-    if spec.mlp_width == "shared":
+    if spec.mlp_width == "shared" or spec.gradient_mask:
         relevant["sinks"] = {"p_shared": relevant["sinks"]["p_shared"]}
     elif not spec.sinks:
         relevant.pop("sinks")
-    relevant["train"] = {k: v for k, v in relevant["train"].items() if k not in ("threads",)}
+    relevant["train"] = {k: v for k, v in relevant["train"].items()
+                         if k not in _NOT_TRAINING
+                         and not (k in _LATER_TRAIN and v == _LATER_TRAIN[k])}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -125,11 +132,13 @@ def run_method(config: StudyConfig, mixture: Mixture, name: str, run_dir: Path,
     method_dir = run_dir / name
     metrics_path, nll_path = method_dir / "metrics.json", method_dir / "nll.npz"
     fingerprint = method_fingerprint(config, name)
-    if reuse_root is not None and _fingerprint_of(method_dir) != fingerprint:
+    world = parallel.current()
+    if reuse_root is not None and _fingerprint_of(method_dir) != fingerprint and world.main:
         found = find_finished(reuse_root, name, fingerprint)
         if found is not None and found != method_dir:
             shutil.rmtree(method_dir, ignore_errors=True)
             shutil.copytree(found, method_dir)
+    parallel.barrier(world)
     if metrics_path.exists() and nll_path.exists():
         metrics = json.loads(metrics_path.read_text())
         if metrics.get("fingerprint") == fingerprint:
@@ -142,8 +151,15 @@ def run_method(config: StudyConfig, mixture: Mixture, name: str, run_dir: Path,
     device = resolve_device(config.train.device)
     model = build_model(model_config(config, method), len(mixture.vocab),
                         seed=config.train.seed).to(device)
-    sinks = Sinks(model, sink_config(config, method)) if method.sinks else None
-    sink_ids = (mixture.sink_ids(method.dedup, method.sink_ids) if sinks is not None else None)
+    # gradient masking trains ungated; its Sinks object only serves the evaluation modes
+    sinks = Sinks(model, sink_config(config, method)) if method.removable else None
+    recipe = Recipe(dedup=method.dedup, goldfish_k=method.goldfish_k,
+                    goldfish_h=method.goldfish_h)
+    if method.sinks:
+        recipe.sink_ids = mixture.sink_ids(method.dedup, method.sink_ids)
+    if method.gradient_mask:
+        recipe.routed = mixture.sink_ids(method.dedup, method.sink_ids) != 0
+        recipe.pool_start = sinks.n_shared
     curve_sets = sets_of(mixture, config.train.eval_docs)
 
     r_counts = curve_sets["R"].predicted_tokens
@@ -159,9 +175,10 @@ def run_method(config: StudyConfig, mixture: Mixture, name: str, run_dir: Path,
     if progress:
         print(f"[{name}] {method.description}; {count_parameters(model):,} parameters on {device}")
     started = time.time()
-    trained = train(model, mixture, config.train, dedup=method.dedup, sinks=sinks,
-                    sink_ids=sink_ids, log_path=method_dir / "log.jsonl", evaluate=curve_point,
-                    label=name)
+    trained = train(model, mixture, config.train, recipe,
+                    sinks=sinks if method.sinks else None, log_path=method_dir / "log.jsonl",
+                    evaluate=curve_point, label=name, checkpoint_dir=method_dir / "checkpoint",
+                    fingerprint=fingerprint, progress=progress)
     sets = sets_of(mixture)
     sums = evaluate_modes(model, sinks, method, sets)
     metrics = {
@@ -170,16 +187,20 @@ def run_method(config: StudyConfig, mixture: Mixture, name: str, run_dir: Path,
         "train_seconds": trained["train_seconds"], "tokens": trained["tokens"],
         "tokens_per_s": trained["tokens_per_s"], "wall_seconds": time.time() - started,
         "curve": trained["curve"],
-        "sink_documents": (len(np.unique(sink_ids[sink_ids != 0])) if sink_ids is not None
-                           else 0),
+        "sink_documents": (len(np.unique(recipe.sink_ids[recipe.sink_ids != 0]))
+                           if recipe.sink_ids is not None else 0),
         "r_occurrences": occurrence_steps(mixture, method.dedup, len(curve_sets["R"])),
     }
-    save_model(model, sinks, method_dir / "model")
     flat = {f"{mode}/{k}": v for mode, per in sums.items() for k, v in per.items()}
-    tmp = method_dir / "nll.tmp.npz"
-    np.savez(tmp, **flat)
-    os.replace(tmp, nll_path)
-    atomic_write(metrics_path, json.dumps(metrics, indent=1))
+    weights = parallel.full_model_state(model, parallel.resolve(config.train.parallel, world))
+    if world.main:
+        save_model(model, sinks, method_dir / "model", weights)
+        tmp = method_dir / "nll.tmp.npz"
+        np.savez(tmp, **flat)
+        os.replace(tmp, nll_path)
+        atomic_write(metrics_path, json.dumps(metrics, indent=1))
+        shutil.rmtree(method_dir / "checkpoint", ignore_errors=True)  # the final model is saved
+    parallel.barrier(world)
     metrics["nll"] = flat
     if progress:
         parts = [f"{mode}: gap {m['gap'][0]:.4f}±{m['gap'][1]:.4f} L(V) {m['L_V'][0]:.4f}"
@@ -195,11 +216,18 @@ def occurrence_steps(mixture: Mixture, dedup: bool, count: int) -> list[list[int
     return [(rows[codes == -(i + 1)] // mixture.batch_size).tolist() for i in range(count)]
 
 
-def save_model(model, sinks: Sinks | None, path: Path) -> None:
-    """Weights as a standard transformers checkpoint (safetensors), swapped in atomically."""
+def save_model(model, sinks: Sinks | None, path: Path,
+               state_dict: dict[str, torch.Tensor] | None = None) -> None:
+    """Weights as a standard transformers checkpoint (safetensors), swapped in atomically.
+
+    ``state_dict`` gives the full weights when the model itself is sharded (FSDP).
+    """
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a bar per one-shard save is noise in study output
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
+    model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
     if sinks is not None:
         (tmp / "sinks.json").write_text(json.dumps(
             {**asdict(sinks.config), "n_shared": sinks.n_shared, "n_sink": sinks.n_sink},
@@ -213,11 +241,12 @@ def compare(per_method: dict[str, dict], mixture: Mixture) -> dict:
     counts = {k: s.predicted_tokens for k, s in sets_of(mixture).items()}
     out: dict[str, dict] = {}
     for name, metrics in per_method.items():
-        if not METHODS[name].sinks:
+        method = METHODS[name]
+        if not method.removable:
             continue
         nll = metrics["nll"]
         drop = {k: nll[f"drop/{k}"] for k in SETS}
-        keep = {k: nll[f"keep/{k}"] for k in SETS}
+        keep = {k: nll[f"{method.full_mode}/{k}"] for k in SETS}
         row: dict = {"closure_within": list(bootstrap_closure(keep, drop, counts))}
         for ref_name in ("standard", "dedup", "standard-narrow"):
             ref = per_method.get(ref_name)
@@ -241,6 +270,8 @@ def run_study(config: StudyConfig, progress: bool = True, reuse_root: Path | Non
     config.validate()
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
+    world = parallel.init_from_env()
+    progress = progress and world.main
     run_dir = config.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     mixture = Mixture(config.data, config.train.steps, config.train.batch_size)
@@ -248,10 +279,12 @@ def run_study(config: StudyConfig, progress: bool = True, reuse_root: Path | Non
     if mixture.max_doc_len + 2 > context:
         raise ValueError(f"documents of {mixture.max_doc_len} tokens (+BOS/EOS) exceed "
                          f"model.max_seq_len = {context}; raise it")
-    atomic_write(run_dir / "config.yaml", config_io.dump(config))
     manifest = mixture.manifest()
-    atomic_write(run_dir / "manifest.json", json.dumps(manifest, indent=1))
-    mixture.vocab.tokenizer().save(str(run_dir / "tokenizer.json"))
+    if world.main:
+        atomic_write(run_dir / "config.yaml", config_io.dump(config))
+        atomic_write(run_dir / "manifest.json", json.dumps(manifest, indent=1))
+        mixture.vocab.tokenizer().save(str(run_dir / "tokenizer.json"))
+    parallel.barrier(world)
     started = time.time()
     per_method = {name: run_method(config, mixture, name, run_dir, progress, reuse_root)
                   for name in config.methods}
@@ -268,6 +301,8 @@ def run_study(config: StudyConfig, progress: bool = True, reuse_root: Path | Non
         "comparisons": compare(per_method, mixture),
         "study_seconds": time.time() - started,
     }
+    if not world.main:
+        return results
     atomic_write(run_dir / "results.json", json.dumps(results, indent=1))
     write_report(run_dir, results)
     if progress:
@@ -313,7 +348,7 @@ def evaluate_saved(method_dir: Path, modes: list[str] | None = None,
         sinks.config.validate()
     mixture = Mixture(config.data, config.train.steps, config.train.batch_size)
     sets = sets_of(mixture)
-    probe = Method(method.description, method.sinks, method.sink_ids, method.dedup, tuple(modes))
+    probe = replace(method, modes=tuple(modes))
     sums = evaluate_modes(model, sinks, probe, sets)
     return {mode: summarize_mode(s, sets) for mode, s in sums.items()}
 

@@ -1,9 +1,11 @@
-"""The training loop: AdamW, warmup plus cosine, clipping, sink masks per batch, periodic evals."""
+"""The training loop: AdamW, warmup plus cosine, clipping, sink masks per batch, periodic evals,
+checkpoints, and the training-time changes of other methods (Goldfish loss, gradient masking)."""
 
 from __future__ import annotations
 
 import json
 import math
+import signal
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -14,9 +16,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from . import checkpoint as ckpt
+from . import parallel
 from .config import TrainConfig
 from .mixture import BOS, EOS, PAD, Mixture
-from .sinks import Sinks
+from .sinks import Sinks, _fmix32
 
 
 @dataclass
@@ -77,47 +81,247 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.A
     return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.95), eps=1e-8)
 
 
-def train(model: torch.nn.Module, mixture: Mixture, config: TrainConfig, *, dedup: bool,
-          sinks: Sinks | None, sink_ids: np.ndarray | None, log_path: Path,
-          evaluate: Callable[[int], dict] | None = None, label: str = "train") -> dict:
-    """Train in place; returns timing, the JSONL log's path and the learning curve."""
+GOLDFISH_SENTINEL = 0xFFFFFFFF  # stands for "before the document" in a hashed context
+
+
+def goldfish_drops(input_ids: torch.Tensor, k: int, h: int) -> torch.Tensor:
+    """True where Goldfish loss drops a label: 1 in ``k`` tokens, by a hash of the ``h`` before.
+
+    The hash chains murmur3's finaliser over the context in order, so it depends on token
+    order and on token 0 like any other token; contexts shorter than ``h`` (the start of a
+    document) are padded with a sentinel. The same text therefore always drops the same
+    tokens, on every repetition.
+    """
+    if k < 2:
+        raise ValueError(f"goldfish k = {k} must be at least 2 (1 in k tokens is dropped)")
+    rows, width = input_ids.shape
+    padded = torch.cat([torch.full((rows, h), GOLDFISH_SENTINEL, dtype=torch.int64,
+                                   device=input_ids.device), input_ids.long()], dim=1)
+    acc = torch.full((rows, width), 0x9E3779B9, dtype=torch.int64, device=input_ids.device)
+    for offset in range(h):  # context token input_ids[t - h + offset] for label position t
+        acc = _fmix32(acc ^ (padded[:, offset:offset + width] & 0xFFFFFFFF))
+    drops = (acc % k) == 0
+    drops[:, 0] = False  # position 0 (BOS) is never a label
+    return drops
+
+
+class GradientRouter:
+    """Gradient masking: while active, gradients reach only a designated slice of every MLP.
+
+    The designated neurons are ``[start:]`` of each MLP's hidden layer: their gate/up rows and
+    down-projection columns. Every other parameter (attention, embeddings, norms, the other
+    neurons) gets a zero gradient from the routed rows.
+    """
+
+    def __init__(self, model: torch.nn.Module, start: int):
+        from .sinks import _decoder_layers
+
+        self.active = False
+        self._handles = []
+        designated: dict[int, torch.Tensor] = {}
+        for layer in _decoder_layers(model):
+            mlp = layer.mlp
+            width = mlp.down_proj.in_features
+            if not 0 < start < width:
+                raise ValueError(f"gradient masking needs 0 < start < {width}, got {start}")
+            keep = torch.zeros(width, device=mlp.down_proj.weight.device)
+            keep[start:] = 1.0
+            designated[id(mlp.gate_proj.weight)] = keep[:, None]
+            designated[id(mlp.up_proj.weight)] = keep[:, None]
+            designated[id(mlp.down_proj.weight)] = keep[None, :]
+        for param in model.parameters():
+            if param.requires_grad:
+                mask = designated.get(id(param))
+                self._handles.append(param.register_hook(self._hook(mask)))
+
+    def _hook(self, mask: torch.Tensor | None):
+        def apply(grad: torch.Tensor) -> torch.Tensor:
+            if not self.active:
+                return grad
+            return torch.zeros_like(grad) if mask is None else grad * mask.to(grad.dtype)
+        return apply
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+
+@dataclass
+class Recipe:
+    """How a method changes training on the shared stream."""
+
+    dedup: bool = False
+    sink_ids: np.ndarray | None = None  # sink ID per stream position (with sinks; 0 = none)
+    goldfish_k: int = 0  # Goldfish loss: drop 1 in k tokens from the loss (0 = off)
+    goldfish_h: int = 13  # Goldfish loss: width of the hashed context
+    routed: np.ndarray | None = None  # per stream position: gradient restricted to the pool
+    pool_start: int = 0  # gradient masking: first designated MLP neuron
+
+
+class Interrupted(Exception):
+    """Training stopped on SIGTERM after writing a checkpoint; rerunning resumes it."""
+
+
+class _StopFlag:
+    """Turns SIGTERM into a flag checked once per step (the main thread only)."""
+
+    def __init__(self):
+        self.raised = False
+        self._previous = None
+
+    def __enter__(self) -> _StopFlag:
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread: leave signals alone
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.raised = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _resume_log(log_path: Path, step: int) -> None:
+    """Keep the log's records up to ``step`` (those after it are about to be redone)."""
+    if not log_path.is_file():
+        return
+    kept = []
+    for line in log_path.read_text().splitlines():
+        record = json.loads(line)
+        if record.get("step", record.get("eval", {}).get("step", 0)) <= step:
+            kept.append(line)
+    log_path.write_text("".join(k + "\n" for k in kept))
+
+
+def _parts(rows: torch.Tensor, routed: torch.Tensor | None, accum: int) -> list[tuple]:
+    """Row groups of one optimizer step: micro-batches, each split into routed / other rows."""
+    parts = []
+    for chunk in torch.tensor_split(rows, min(accum, len(rows))):
+        if routed is None:
+            parts.append((chunk, False))
+            continue
+        for flag in (False, True):
+            picked = chunk[routed[chunk] == flag]
+            if len(picked):
+                parts.append((picked, flag))
+    return parts
+
+
+def train(model: torch.nn.Module, mixture: Mixture, config: TrainConfig,
+          recipe: Recipe | None = None, *, sinks: Sinks | None = None, log_path: Path,
+          evaluate: Callable[[int], dict] | None = None, label: str = "train",
+          checkpoint_dir: Path | None = None, fingerprint: str | None = None,
+          progress: bool = True) -> dict:
+    """Train in place; returns timing, token counts and the learning curve.
+
+    With ``checkpoint_dir``, a checkpoint is written every ``config.checkpoint_every`` steps
+    and on SIGTERM (then :class:`Interrupted` is raised), and training resumes from the
+    newest checkpoint there whose fingerprint matches.
+    """
+    recipe = recipe or Recipe()
+    world = parallel.current()
+    strategy = parallel.resolve(config.parallel, world)
     device = next(model.parameters()).device
-    optimizer = make_optimizer(model, config)
-    model.train()
+    engine = parallel.parallelize(model, config.parallel, world)
+    optimizer = make_optimizer(model, config)  # after FSDP has swapped in sharded parameters
+    if config.compile:
+        engine = torch.compile(engine)
+    router = (GradientRouter(model, recipe.pool_start) if recipe.routed is not None else None)
+    my_rows = world.rows(config.batch_size)
     curve: list[dict] = []
-    tokens_seen, train_time = 0, 0.0
+    start_step, tokens_seen, train_time = 0, 0, 0.0
+    found = ckpt.latest(checkpoint_dir) if checkpoint_dir is not None else None
+    if found is not None:
+        weights, optimizer_state, state = ckpt.load(found)
+        if state.get("fingerprint") == fingerprint:
+            parallel.load_states(model, optimizer, weights, optimizer_state, strategy)
+            start_step, curve = state["step"], state["curve"]
+            tokens_seen, train_time = state["tokens"], state["train_seconds"]
+            if "rng" in state:
+                torch.set_rng_state(state["rng"])
+            if world.main and progress:
+                print(f"[{label}] resuming from {found} (step {start_step})")
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w") as log, tqdm(total=config.steps, desc=label, leave=False,
-                                          dynamic_ncols=True, mininterval=1.0) as bar:
-        for step in range(config.steps):
-            start = time.perf_counter()
-            rows = mixture.batch(step, dedup=dedup)
-            if sink_ids is not None:  # per stream position
-                ids = sink_ids[step * config.batch_size:(step + 1) * config.batch_size].tolist()
-            else:
-                ids = [0] * len(rows)
+    if start_step:
+        _resume_log(log_path, start_step)
+
+    def save_checkpoint(step: int) -> None:
+        weights = parallel.full_model_state(model, strategy)
+        optimizer_state = parallel.full_optimizer_state(model, optimizer, strategy)
+        if world.main:
+            ckpt.save(checkpoint_dir, step, weights, optimizer_state, {
+                "fingerprint": fingerprint, "curve": curve, "tokens": tokens_seen,
+                "train_seconds": train_time})
+
+    model.train()
+    with (open(log_path, "a" if start_step else "w") as log, _StopFlag() as stop,
+          tqdm(total=config.steps, initial=start_step, desc=label, leave=False,
+               dynamic_ncols=True, mininterval=1.0,
+               disable=not (world.main and progress)) as bar):
+        for step in range(start_step, config.steps):
+            started = time.perf_counter()
+            rows = mixture.batch(step, dedup=recipe.dedup)
+            span = slice(step * config.batch_size, (step + 1) * config.batch_size)
+            ids = (recipe.sink_ids[span].tolist() if recipe.sink_ids is not None
+                   else [0] * len(rows))
             batch = collate([t for _, t in rows], ids, device)
+            labels = batch.labels
+            if recipe.goldfish_k:
+                drops = goldfish_drops(batch.input_ids, recipe.goldfish_k, recipe.goldfish_h)
+                labels = labels.masked_fill(drops, -100)
+            global_tokens = int((labels[:, 1:] != -100).sum())
+            routed = (torch.as_tensor(recipe.routed[span], device=device)
+                      if recipe.routed is not None else None)
             lr = lr_at(step, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            if sinks is not None:
-                sinks.set_mode("train", ids=batch.doc_ids)
-            with autocast(device):
-                loss = model(input_ids=batch.input_ids, labels=batch.labels).loss
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower "
-                                         "train.lr or raise train.warmup_steps")
-            loss.backward()
+            mine = torch.arange(config.batch_size, device=device)[my_rows]
+            parts = _parts(mine, routed, config.grad_accum)
+            nll_sum = 0.0
+            for index, (part, is_routed) in enumerate(parts):
+                last_part = index == len(parts) - 1
+                sync = (engine.no_sync() if strategy == "ddp" and not last_part
+                        else nullcontext())
+                with sync:
+                    if sinks is not None:
+                        sinks.set_mode("train", ids=batch.doc_ids[part])
+                    with autocast(device):
+                        logits = engine(input_ids=batch.input_ids[part]).logits
+                    nll = torch.nn.functional.cross_entropy(
+                        logits[:, :-1].float().flatten(0, 1), labels[part][:, 1:].flatten(),
+                        ignore_index=-100, reduction="sum")
+                    if router is not None:
+                        router.active = is_routed
+                    # normalised by the global batch's tokens (x processes, whose gradients
+                    # are averaged), so any split of the rows gives the same gradient
+                    (nll * (world.size / global_tokens)).backward()
+                    if router is not None:
+                        router.active = False
+                nll_sum += nll.item()
+            loss = parallel.all_reduce_sum([nll_sum], world)[0] / global_tokens
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss} at step {step}; lower "
+                                         "train.lr or raise train.warmup_steps (the last "
+                                         "checkpoint, if any, is kept)")
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            if hasattr(grad_norm, "full_tensor"):  # a DTensor under FSDP
+                grad_norm = grad_norm.full_tensor()
+            if not torch.isfinite(grad_norm):
+                raise FloatingPointError(f"gradient norm became {float(grad_norm)} at step "
+                                         f"{step}; lower train.lr or raise train.grad_clip")
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            n_tokens = int((batch.labels[:, 1:] != -100).sum())
-            tokens_seen += n_tokens
-            train_time += time.perf_counter() - start
-            record = {"step": step + 1, "loss": round(loss.item(), 5), "lr": lr,
+            tokens_seen += global_tokens
+            train_time += time.perf_counter() - started
+            record = {"step": step + 1, "loss": round(loss, 5), "lr": lr,
                       "grad_norm": round(float(grad_norm), 4), "tokens": tokens_seen,
                       "tokens_per_s": round(tokens_seen / train_time, 1)}
-            log.write(json.dumps(record) + "\n")
+            if world.main:
+                log.write(json.dumps(record) + "\n")
             bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
             bar.update(1)
             last = step + 1 == config.steps
@@ -127,8 +331,21 @@ def train(model: torch.nn.Module, mixture: Mixture, config: TrainConfig, *, dedu
                 point = {"step": step + 1, **evaluate(step + 1)}
                 model.train()
                 curve.append(point)
-                log.write(json.dumps({"eval": point}) + "\n")
+                if world.main:
+                    log.write(json.dumps({"eval": point}) + "\n")
             log.flush()
+            if checkpoint_dir is not None and not last and (
+                    stop.raised or (config.checkpoint_every
+                                    and (step + 1) % config.checkpoint_every == 0)):
+                save_checkpoint(step + 1)
+            if stop.raised and not last:
+                raise Interrupted(f"stopped by SIGTERM after step {step + 1} of {config.steps}; "
+                                  f"a checkpoint is in {checkpoint_dir}; rerun the same command "
+                                  "to resume" if checkpoint_dir is not None else
+                                  f"stopped by SIGTERM after step {step + 1} (no checkpoint "
+                                  "directory was given)")
+    if router is not None:
+        router.remove()
     if sinks is not None:
         sinks.set_mode("off")
     model.eval()

@@ -1,0 +1,106 @@
+"""Checkpoints: atomic, loadable without pickle, and a resumed run equals an uninterrupted one."""
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+
+from memsinks import checkpoint as ckpt
+from memsinks.config import DataConfig, TrainConfig
+from memsinks.mixture import Mixture
+from memsinks.model import ModelConfig, build_model
+from memsinks.sinks import SinkConfig, Sinks
+from memsinks.train import Interrupted, Recipe, train
+
+SHAPE = ModelConfig(num_layers=1, hidden_size=32, intermediate_size=64, num_heads=2,
+                    num_kv_heads=2)
+
+
+def _setup(steps=12):
+    mixture = Mixture(DataConfig(n_repeated=4, repetitions=3, n_validation=4), steps, 8)
+    config = TrainConfig(steps=steps, batch_size=8, warmup_steps=2, lr=3e-3,
+                         checkpoint_every=4)
+    model = build_model(SHAPE, len(mixture.vocab), seed=0)
+    sinks = Sinks(model, SinkConfig())
+    return mixture, config, model, sinks, Recipe(sink_ids=mixture.sink_ids(False, "all"))
+
+
+def _weights(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_sigterm_writes_a_checkpoint_and_resuming_gives_identical_weights(tmp_path):
+    mixture, config, model, sinks, recipe = _setup()
+    train(model, mixture, config, recipe, sinks=sinks, log_path=tmp_path / "a.jsonl")
+    uninterrupted = _weights(model)
+
+    def terminate_at_step_6(step):
+        if step == 6:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return {}
+
+    config.eval_every = 3
+    mixture, _, model, sinks, recipe = _setup()
+    with pytest.raises(Interrupted, match="rerun the same command"):
+        train(model, mixture, config, recipe, sinks=sinks, log_path=tmp_path / "b.jsonl",
+              evaluate=terminate_at_step_6, checkpoint_dir=tmp_path / "ck", fingerprint="f")
+    assert ckpt.latest(tmp_path / "ck").name == "step-6"
+    assert not list((tmp_path / "ck").glob("step-4"))  # older checkpoints are pruned
+    # a fresh process: new model object, same fingerprint -> resumes at step 6
+    mixture, _, model, sinks, recipe = _setup()
+    out = train(model, mixture, config, recipe, sinks=sinks, log_path=tmp_path / "b.jsonl",
+                evaluate=lambda step: {}, checkpoint_dir=tmp_path / "ck", fingerprint="f")
+    assert torch.equal(_weights(model), uninterrupted)
+    steps = [json.loads(line).get("step") for line in
+             (tmp_path / "b.jsonl").read_text().splitlines()]
+    assert [s for s in steps if s is not None] == list(range(1, 13))
+    assert [p["step"] for p in out["curve"]] == [3, 6, 9, 12]
+
+
+def test_a_checkpoint_of_another_configuration_is_not_resumed(tmp_path, capsys):
+    mixture, config, model, sinks, recipe = _setup(steps=8)
+    train(model, mixture, config, recipe, sinks=sinks, log_path=tmp_path / "a.jsonl",
+          checkpoint_dir=tmp_path / "ck", fingerprint="one")
+    assert ckpt.latest(tmp_path / "ck").name == "step-4"
+    mixture, config, model, sinks, recipe = _setup(steps=8)
+    train(model, mixture, config, recipe, sinks=sinks, log_path=tmp_path / "b.jsonl",
+          checkpoint_dir=tmp_path / "ck", fingerprint="two")
+    assert "resuming" not in capsys.readouterr().out
+
+
+def test_checkpoint_round_trip_keeps_tied_weights_and_optimizer_state(tmp_path):
+    model = build_model(SHAPE, 50, seed=0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(input_ids=torch.tensor([[1, 5, 6]]), labels=torch.tensor([[1, 5, 6]])).loss.backward()
+    optimizer.step()
+    ckpt.save(tmp_path, 3, model.state_dict(), optimizer.state_dict(), {"note": "x"})
+    assert not list(tmp_path.glob("*.tmp"))
+    weights, opt_state, state = ckpt.load(ckpt.latest(tmp_path))
+    assert state["step"] == 3 and state["note"] == "x"
+    fresh = build_model(SHAPE, 50, seed=1)
+    fresh.load_state_dict(weights)
+    assert torch.equal(_weights(fresh), _weights(model))
+    assert fresh.lm_head.weight.data_ptr() == fresh.model.embed_tokens.weight.data_ptr()
+    again = torch.optim.AdamW(fresh.parameters(), lr=1e-3)
+    again.load_state_dict(opt_state)
+    restored, original = again.state_dict()["state"], optimizer.state_dict()["state"]
+    assert list(restored) == list(original)
+    for index, values in original.items():
+        for key, value in values.items():
+            assert torch.equal(restored[index][key], value), (index, key)
+    # no pickle anywhere: every file is safetensors or JSON
+    names = sorted(p.name for p in ckpt.latest(tmp_path).iterdir())
+    assert names == ["model.safetensors", "optimizer.safetensors", "rng.safetensors",
+                     "state.json"]
+
+
+def test_an_unfinished_write_leaves_the_previous_checkpoint(tmp_path):
+    model = build_model(SHAPE, 50, seed=0)
+    optimizer = torch.optim.AdamW(model.parameters())
+    ckpt.save(tmp_path, 2, model.state_dict(), optimizer.state_dict(), {})
+    (tmp_path / "step-4.tmp").mkdir()  # a crash in the middle of writing step 4
+    assert ckpt.latest(tmp_path).name == "step-2"
+    (tmp_path / "latest").unlink()
+    assert ckpt.latest(tmp_path).name == "step-2"
