@@ -20,23 +20,57 @@ def test_study_writes_everything(study):
                  "gap.png", "tokenizer.json"):
         assert (study / name).is_file(), name
     results = json.loads((study / "results.json").read_text())
-    assert set(results["methods"]) == {"standard", "dedup", "memsinks", "memsinks-repeated"}
+    assert set(results["methods"]) == {"standard", "dedup", "memsinks", "memsinks-repeated",
+                                       "goldfish", "gradient-mask"}
+    expected_modes = {"standard": {"off"}, "dedup": {"off"}, "goldfish": {"off"},
+                      "gradient-mask": {"off", "drop"}}
     for name, metrics in results["methods"].items():
         modes = metrics["modes"]
-        assert set(modes) == ({"off"} if name in ("standard", "dedup") else {"keep", "drop", "own"})
+        assert set(modes) == expected_modes.get(name, {"keep", "drop", "own"})
         for values in modes.values():
             for key in ("L_R", "L_H", "L_V", "gap"):
                 mean, se = values[key]
                 assert se >= 0
             assert values["gap"][0] == pytest.approx(values["L_H"][0] - values["L_R"][0])
         assert len(metrics["curve"]) == 2
-    for name in ("memsinks", "memsinks-repeated"):
+    for name in ("memsinks", "memsinks-repeated", "gradient-mask"):
         c = results["comparisons"][name]
         for key in ("closure_vs_standard", "closure_within", "dLV_vs_standard", "dLV_vs_dedup"):
             assert len(c[key]) == 2
     assert set(results["entropy_floor"]) == {"R", "H", "V"}
     report = (study / "report.md").read_text()
     assert "memsinks-repeated" in report and "gap closed vs standard" in report
+    assert "Memorization beyond loss" in report and "masked pool zeroed" in report
+
+
+def test_every_method_gets_memorization_metrics_in_its_static_modes(study):
+    results = json.loads((study / "results.json").read_text())
+    for name, metrics in results["methods"].items():
+        assessment = metrics["assessment"]
+        assert set(assessment["modes"]) == set(metrics["modes"]) - {"own"}, name
+        for values in assessment["modes"].values():
+            for row in values["extraction"]["R"].values():
+                assert 0 <= row["rate"][0] <= 1 and 0 <= row["rouge_l"][0] <= 1
+            assert set(values["mia"]) == {"loss", "zlib", "min_k", "min_k_plus_plus"}
+            assert all(0 <= v["auroc"] <= 1 for v in values["mia"].values())
+        relearn = assessment["relearn"]
+        if name in ("dedup", "memsinks", "memsinks-repeated", "gradient-mask"):
+            assert relearn["steps"] is None or 0 <= relearn["steps"] <= relearn["max_steps"]
+            full = "keep" if name.startswith("memsinks") else "off"
+            source = "standard" if name == "dedup" else name
+            assert relearn["target"] == pytest.approx(
+                results["methods"][source]["modes"][full]["L_R"][0])
+        else:
+            assert relearn is None
+
+
+def test_a_finished_run_without_metrics_gets_them_on_rerun(study):
+    path = study / "goldfish" / "metrics.json"
+    stored = json.loads(path.read_text())
+    stored.pop("assessment")
+    path.write_text(json.dumps(stored))
+    assert main(["run", "configs/smoke.yaml", f"out_dir={study.parent}", "--quiet"]) == 0
+    assert "assessment" in json.loads(path.read_text())
 
 
 def test_rerun_reuses_finished_methods(study, capsys):

@@ -25,8 +25,19 @@ class DataConfig:
     repetitions: int = 32  # times each R document appears in the stream
     repeat_span: float = 1.0  # R's repetitions are spread over this leading fraction of training
     n_validation: int = 256
+    # text corpora instead of the built-in generator (see memsinks.sources for the spec syntax)
+    general_source: str = ""  # a file, directory, glob or hf:owner/name; "" = built-in
+    repeated_source: str = ""  # where R and H come from; "" = general_source
+    tokenizer: str = "train:bpe"  # text corpora: train:bpe, a local path or a hub name
+    vocab_size: int = 8192  # train:bpe vocabulary size
+    tokenizer_docs: int = 20000  # documents train:bpe learns from (split over the sources)
+    min_tokens: int = 16  # text corpora: shorter documents are skipped
+    max_tokens: int = 0  # text corpora: longer documents are cut (0 = model context - 2)
 
     def validate(self) -> None:
+        if self.repeated_source and not self.general_source:
+            raise ValueError("data.repeated_source is set but data.general_source is not; set "
+                             "both (text corpora) or neither (the built-in corpus)")
         if self.repeated_kind not in ("natural", "canary"):
             raise ValueError(f"data.repeated_kind = {self.repeated_kind!r}; use natural or canary")
         if not self.general_domains:

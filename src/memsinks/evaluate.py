@@ -27,7 +27,7 @@ def document_nll(model: torch.nn.Module, docs: DocSet, sinks: Sinks | None = Non
     for start in range(0, len(docs), batch_size):
         index = order[start:start + batch_size]
         batch = collate([docs.tokens[i] for i in index], [int(docs.ids[i]) for i in index],
-                        device)
+                        device, docs.specials)
         if sinks is not None:
             sinks.set_mode(mode, ids=batch.doc_ids if mode in ("own", "train") else None)
         elif mode != "off":

@@ -57,6 +57,8 @@ _LATER_FIELDS = {"drop_rescale": None, "mlp_width": "full", "goldfish_k": 0, "go
                  "gradient_mask": False}
 # train fields added later enter the hash only when set; these never change the trained model
 _LATER_TRAIN = {"grad_accum": 1, "parallel": "auto", "compile": False}
+_LATER_DATA = {"general_source": "", "repeated_source": "", "tokenizer": "train:bpe",
+               "vocab_size": 8192, "tokenizer_docs": 20000, "min_tokens": 16, "max_tokens": 0}
 _NOT_TRAINING = ("threads", "checkpoint_every")
 
 
@@ -72,10 +74,19 @@ def method_fingerprint(config: StudyConfig, method: str) -> str:
         relevant["sinks"] = {"p_shared": relevant["sinks"]["p_shared"]}
     elif not spec.sinks:
         relevant.pop("sinks")
+    if not relevant["data"]["general_source"]:  # text-corpus fields mean nothing otherwise
+        relevant["data"] = {k: v for k, v in relevant["data"].items() if k not in _LATER_DATA}
     relevant["train"] = {k: v for k, v in relevant["train"].items()
                          if k not in _NOT_TRAINING
                          and not (k in _LATER_TRAIN and v == _LATER_TRAIN[k])}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def mixture_of(config: StudyConfig) -> Mixture:
+    """The study's stream; text corpora are cut to the model's context."""
+    context = config.model.resolved()["max_seq_len"]
+    return Mixture(config.data, config.train.steps, config.train.batch_size,
+                   max_tokens=context - 2)
 
 
 def sets_of(mixture: Mixture, limit: int | None = None) -> dict[str, DocSet]:
@@ -149,7 +160,7 @@ def run_method(config: StudyConfig, mixture: Mixture, name: str, run_dir: Path,
             return metrics
     method_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.train.device)
-    model = build_model(model_config(config, method), len(mixture.vocab),
+    model = build_model(model_config(config, method), mixture.vocab_size,
                         seed=config.train.seed).to(device)
     # gradient masking trains ungated; its Sinks object only serves the evaluation modes
     sinks = Sinks(model, sink_config(config, method)) if method.removable else None
@@ -274,7 +285,7 @@ def run_study(config: StudyConfig, progress: bool = True, reuse_root: Path | Non
     progress = progress and world.main
     run_dir = config.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    mixture = Mixture(config.data, config.train.steps, config.train.batch_size)
+    mixture = mixture_of(config)
     context = config.model.resolved()["max_seq_len"]
     if mixture.max_doc_len + 2 > context:
         raise ValueError(f"documents of {mixture.max_doc_len} tokens (+BOS/EOS) exceed "
@@ -283,11 +294,15 @@ def run_study(config: StudyConfig, progress: bool = True, reuse_root: Path | Non
     if world.main:
         atomic_write(run_dir / "config.yaml", config_io.dump(config))
         atomic_write(run_dir / "manifest.json", json.dumps(manifest, indent=1))
-        mixture.vocab.tokenizer().save(str(run_dir / "tokenizer.json"))
+        mixture.save_tokenizer(run_dir)
     parallel.barrier(world)
     started = time.time()
     per_method = {name: run_method(config, mixture, name, run_dir, progress, reuse_root)
                   for name in config.methods}
+    if world.main:
+        for name, metrics in per_method.items():
+            ensure_assessment(config, mixture, name, run_dir / name, metrics, per_method,
+                              progress)
     sets = sets_of(mixture)
     results = {
         "name": config.name,
@@ -308,6 +323,36 @@ def run_study(config: StudyConfig, progress: bool = True, reuse_root: Path | Non
     if progress:
         print(f"wrote {run_dir / 'results.json'} and {run_dir / 'report.md'}")
     return results
+
+
+def ensure_assessment(config: StudyConfig, mixture: Mixture, name: str, method_dir: Path,
+                      metrics: dict, per_method: dict[str, dict], progress: bool = True) -> None:
+    """Add extraction, membership inference, exposure and relearning to a method's metrics.
+
+    Computed from the saved model once (also for methods finished before these metrics
+    existed) and written back to its metrics.json.
+    """
+    from . import assess
+
+    target = assess.relearn_target(name, per_method)
+    current = metrics.get("assessment") or {}
+    if current.get("version") == assess.VERSION and (
+            target is None or (current.get("relearn") or {}).get("target") == target):
+        return
+    started = time.time()
+    model, sinks = load_model(method_dir / "model")
+    model.to(resolve_device(config.train.device)).eval()
+    method = METHODS[name]
+    assessment = {"version": assess.VERSION,
+                  "modes": assess.assess_modes(model, sinks, method, mixture),
+                  "relearn": (assess.relearning(model, sinks, mixture, target)
+                              if target is not None else None)}
+    assessment["seconds"] = time.time() - started
+    metrics["assessment"] = assessment
+    stored = {k: v for k, v in metrics.items() if k != "nll"}
+    atomic_write(method_dir / "metrics.json", json.dumps(stored, indent=1))
+    if progress:
+        print(f"[{name}] memorization metrics in {assessment['seconds']:.0f} s")
 
 
 def load_model(model_dir: Path):
@@ -346,7 +391,7 @@ def evaluate_saved(method_dir: Path, modes: list[str] | None = None,
     if rescale is not None and sinks is not None:
         sinks.config = replace(sinks.config, drop_rescale=rescale)
         sinks.config.validate()
-    mixture = Mixture(config.data, config.train.steps, config.train.batch_size)
+    mixture = mixture_of(config)
     sets = sets_of(mixture)
     probe = replace(method, modes=tuple(modes))
     sums = evaluate_modes(model, sinks, probe, sets)
@@ -367,13 +412,19 @@ def export_dropped(method_dir: Path, out: Path) -> Path:
     method_dir = Path(method_dir)
     model, sinks = load_model(method_dir / "model")
     plain = drop_sinks(model, sinks) if sinks is not None else model
-    tokenizer_path = method_dir.parent / "tokenizer.json"
-    if not tokenizer_path.is_file():
+    tokenizer_dir = method_dir.parent / "tokenizer"  # text corpora
+    tokenizer_path = method_dir.parent / "tokenizer.json"  # the built-in corpus
+    if tokenizer_dir.is_dir():
+        from .sources import TextTokenizer
+
+        tokenizer = TextTokenizer.from_saved(tokenizer_dir).hf
+    elif tokenizer_path.is_file():
+        tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(tokenizer_path),
+                                            pad_token=SPECIALS[0], bos_token=SPECIALS[1],
+                                            eos_token=SPECIALS[2], unk_token=SPECIALS[3])
+    else:
         raise FileNotFoundError(f"{tokenizer_path} does not exist; export a method directory "
                                 "inside a study directory")
-    tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(tokenizer_path), pad_token=SPECIALS[0],
-                                        bos_token=SPECIALS[1], eos_token=SPECIALS[2],
-                                        unk_token=SPECIALS[3])
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

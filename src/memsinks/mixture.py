@@ -4,7 +4,9 @@ validation V, and the deduplicated variant. Data order is a pure function of (se
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -29,14 +31,16 @@ class DocSet:
 
     name: str
     tokens: list[np.ndarray]
-    logprob: np.ndarray
+    logprob: np.ndarray  # NaN for real text
     ids: np.ndarray  # document IDs from the token hash
+    specials: tuple[int, int, int] = (PAD, BOS, EOS)  # the tokenizer's pad, BOS and EOS ids
 
     def __len__(self) -> int:
         return len(self.tokens)
 
     def subset(self, count: int) -> DocSet:
-        return DocSet(self.name, self.tokens[:count], self.logprob[:count], self.ids[:count])
+        return replace(self, tokens=self.tokens[:count], logprob=self.logprob[:count],
+                       ids=self.ids[:count])
 
     @property
     def predicted_tokens(self) -> np.ndarray:
@@ -70,9 +74,18 @@ class Vocabulary:
 class Mixture:
     """Everything a run reads: the ordered stream and the evaluation sets, from one seed."""
 
-    def __init__(self, data: DataConfig, steps: int, batch_size: int):
+    def __init__(self, data: DataConfig, steps: int, batch_size: int,
+                 max_tokens: int | None = None):
+        """``max_tokens``: longest document kept from text sources (the model context - 2)."""
         data.validate()
         self.data, self.steps, self.batch_size = data, steps, batch_size
+        self._stream_cache: dict[bool, np.ndarray] = {}
+        self.text = None
+        if data.general_source:
+            self._init_text(max_tokens)
+            return
+        self.tokenizer = None
+        self.specials = (PAD, BOS, EOS)
         domains = sorted(set(data.general_domains) | {data.repeated_domain})
         for name in domains:
             if name not in corpus.DOMAINS:
@@ -85,7 +98,72 @@ class Mixture:
         self.repeated = self._twin_set("repeated", n)
         self.heldout = self._twin_set("heldout", n)
         self.validation = self._general_set("validation", data.n_validation)
-        self._stream_cache: dict[bool, np.ndarray] = {}
+
+    def _init_text(self, max_tokens: int | None) -> None:
+        """R, H and V from text files or the hub, through :mod:`memsinks.sources`."""
+        from .sources import TextCorpus
+
+        data = self.data
+        if not max_tokens:
+            raise ValueError("a text corpus needs the model context to cut documents to; build "
+                             "the mixture with max_tokens = model.max_seq_len - 2")
+        if data.max_tokens:
+            max_tokens = min(max_tokens, data.max_tokens)
+        repeated_source = data.repeated_source or data.general_source
+        self.tokenizer = load_text_tokenizer(data)
+        tok = self.tokenizer
+        self.specials = (tok.pad_id, tok.bos_id, tok.eos_id)
+        self.text = TextCorpus(data.general_source, repeated_source, tok, data.n_repeated,
+                               data.n_validation, max_tokens, min_tokens=data.min_tokens)
+
+        def docset(name, text_set) -> DocSet:
+            return DocSet(name, list(text_set.tokens), np.asarray(text_set.logprob),
+                          np.asarray(text_set.ids, dtype=np.int64), self.specials)
+
+        self.repeated = docset("repeated", self.text.repeated)
+        self.heldout = docset("heldout", self.text.heldout)
+        self.validation = docset("validation", self.text.validation)
+        self._texts = {"repeated": self.text.repeated.texts, "heldout": self.text.heldout.texts,
+                       "validation": self.text.validation.texts}
+        if data.repeated_kind == "canary":
+            vocab = self.canary_vocabulary()
+            for name in ("repeated", "heldout"):
+                rng = np.random.default_rng(derive_seed(data.seed, f"canary/{name}"))
+                natural = getattr(self, name)
+                tokens = [vocab[rng.integers(0, len(vocab), len(t))].astype(np.int32)
+                          for t in natural.tokens]
+                ids = np.array([document_id(t) for t in tokens], dtype=np.int64)
+                logprob = np.array([-len(t) * np.log(len(vocab)) for t in tokens])
+                setattr(self, name, DocSet(name, tokens, logprob, ids, self.specials))
+                self._texts[name] = [tok.decode(t) for t in tokens]
+
+    # -- what the rest of the package reads ---------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.vocab_size if self.tokenizer is not None else len(self.vocab)
+
+    def texts(self, docs: DocSet) -> list[str]:
+        """The documents as text (for zlib scores and manifests)."""
+        if self.tokenizer is not None:
+            known = self._texts.get(docs.name)
+            if known is not None and len(known) >= len(docs):
+                return known[:len(docs)]
+            return [self.tokenizer.decode(t) for t in docs.tokens]
+        return [corpus.render([self.vocab.words[t] for t in tokens]) for tokens in docs.tokens]
+
+    def canary_vocabulary(self) -> np.ndarray:
+        """Token ids a canary is drawn from: every non-special token."""
+        if self.tokenizer is not None:
+            special = set(self.specials) | set(getattr(self.tokenizer.hf, "all_special_ids", []))
+            return np.array([i for i in range(self.tokenizer.vocab_size) if i not in special])
+        return np.arange(len(SPECIALS), len(self.vocab))
+
+    def save_tokenizer(self, run_dir: Path) -> None:
+        """The tokenizer next to a run: tokenizer.json (built-in) or tokenizer/ (text corpora)."""
+        if self.tokenizer is not None:
+            self.tokenizer.save(Path(run_dir) / "tokenizer")
+        else:
+            self.vocab.tokenizer().save(str(Path(run_dir) / "tokenizer.json"))
 
     # -- documents ----------------------------------------------------------------------------
     def _docset(self, name: str, docs: list[corpus.Document]) -> DocSet:
@@ -111,6 +189,8 @@ class Mixture:
         return self._docset(name, [self._general_doc(seed, i) for i in range(count)])
 
     def general(self, index: int) -> np.ndarray:
+        if self.text is not None:
+            return self.text.general(index)
         tokens = self._general.get(index)
         if tokens is None:
             doc = self._general_doc(self._general_seed, index)
@@ -205,8 +285,35 @@ class Mixture:
                     "repeats": len(positions[i]),
                     "steps": positions[i],
                     "tokens": int(len(tokens)),
-                    "text": corpus.render([self.vocab.words[t] for t in tokens]),
+                    "text": text,
                 }
-                for i, tokens in enumerate(self.repeated.tokens)
+                for i, (tokens, text) in enumerate(zip(self.repeated.tokens,
+                                                       self.texts(self.repeated), strict=True))
             ],
         }
+
+
+def load_text_tokenizer(data: DataConfig):
+    """The tokenizer of a text corpus; ``train:bpe`` is trained once and cached on disk."""
+    from .sources import TextTokenizer, load_tokenizer, read_documents
+
+    if not data.tokenizer.startswith("train:"):
+        return load_tokenizer(data.tokenizer)
+    sources = [data.general_source] + ([data.repeated_source] if data.repeated_source else [])
+    key = hashlib.sha256(repr((data.tokenizer, sources, data.vocab_size,
+                               data.tokenizer_docs)).encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("MEMSINKS_CACHE", "~/.cache/memsinks")).expanduser()
+    path = cache / "tokenizers" / key
+    if (path / "tokenizer.json").is_file():
+        return TextTokenizer.from_saved(path)
+    per_source = max(1, data.tokenizer_docs // len(sources))
+    texts = [t for spec in sources for t in read_documents(spec, limit=per_source)]
+    tokenizer = load_tokenizer(data.tokenizer, train_texts=texts, vocab_size=data.vocab_size)
+    tmp = path.with_name(key + f".tmp{os.getpid()}")
+    tokenizer.save(tmp)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(tmp, path)
+    except OSError:  # another process cached it first
+        pass
+    return TextTokenizer.from_saved(path)

@@ -72,31 +72,93 @@ def plot_gap(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _mode_name(method: str, mode: str) -> str:
+    if method == "gradient-mask" and mode == "drop":
+        return "masked pool zeroed"
+    return MODE_NAMES.get(mode, mode)
+
+
+def _rate(pair: list[float]) -> str:
+    mean, se = pair
+    return f"{100 * mean:.1f}% ± {100 * se:.1f}" if mean == mean else "—"
+
+
+def memorization_table(results: dict) -> list[str]:
+    """Extraction, membership inference, exposure, relearning and cost per method and mode."""
+    rows = [(name, m) for name, m in results["methods"].items() if m.get("assessment")]
+    if not rows:
+        return []
+    canary = results["config"]["data"]["repeated_kind"] == "canary"
+    base = results["methods"].get("standard", {}).get("tokens_per_s")
+    head = ("| method | mode | extractable R (k=32) | extractable H | ROUGE-L R | "
+            "AUROC LOSS | AUROC zlib | AUROC Min-K% | AUROC Min-K%++ | TPR@1%FPR (LOSS) | "
+            + ("exposure (bits) | " if canary else "") + "relearn steps | cost vs standard |")
+    lines = ["", "## Memorization beyond loss", "", head,
+             "|---|---|" + "---|" * (head.count("|") - 3)]
+    for name, m in rows:
+        a = m["assessment"]
+        relearn = a.get("relearn")
+        steps = "—"
+        if relearn is not None:
+            steps = (str(relearn["steps"]) if relearn["steps"] is not None
+                     else f"> {relearn['max_steps']}")
+        cost = f"{base / m['tokens_per_s']:.2f}×" if base else "—"
+        for mode, v in a["modes"].items():
+            r, h = v["extraction"]["R"], v["extraction"]["H"]
+            k = "32" if "32" in r else max(r, key=int)
+            mia = v["mia"]
+            cells = [_rate(r[k]["rate"]), _rate(h[k]["rate"]), f"{r[k]['rouge_l'][0]:.3f}"]
+            cells += [f"{mia[s]['auroc']:.3f} ± {mia[s]['auroc_se']:.3f}" if s in mia else "—"
+                      for s in ("loss", "zlib", "min_k", "min_k_plus_plus")]
+            cells.append(f"{100 * mia['loss']['tpr_at_fpr']:.1f}%")
+            if canary:
+                e = v.get("exposure")
+                cells.append(f"{e['extrapolated_mean']:.1f} ± {e['extrapolated_se']:.1f}"
+                             if e else "—")
+            removed = mode == "drop" or (relearn is not None and mode == "off"
+                                         and name == "dedup")
+            cells += [steps if removed else "", cost]
+            lines.append(f"| {name} | {_mode_name(name, mode)} | " + " | ".join(cells) + " |")
+    lines += ["", "Extraction: greedy decoding from BOS + a document's first 32 tokens reproduces "
+              "its next 32 exactly (H, never trained on, is the floor). Membership inference "
+              "scores R (members) against H (non-members); AUROC ± bootstrap s.e.; with "
+              f"{results['config']['data']['n_repeated']} non-members TPR at 1% FPR is TPR at "
+              "the highest non-member score. Relearning: fine-tuning steps on R until L(R) is "
+              "back at its level before removal (the full model's, or standard training's for dedup). Cost: training "
+              "time per token relative to standard."]
+    return lines
+
+
 def render(results: dict) -> str:
     cfg = results["config"]
     data, train = cfg["data"], cfg["train"]
     floor = results["entropy_floor"]
+    if data.get("general_source"):
+        source = (f"`{data.get('repeated_source') or data['general_source']}`", "`"
+                  + data["general_source"] + "`")
+    else:
+        source = (f"`{data['repeated_domain']}`", ", ".join(data["general_domains"]))
     lines = [
         f"# Study `{results['name']}`",
         "",
-        f"{data['n_repeated']} {data['repeated_kind']} documents from `{data['repeated_domain']}`"
+        f"{data['n_repeated']} {data['repeated_kind']} documents from {source[0]}"
         f" repeated {data['repetitions']} times in a stream of {results['stream']['documents']:,}"
         f" documents ({100 * results['stream']['repeated_share']:.1f}% repeats); general data "
-        f"from {', '.join(data['general_domains'])}. Model preset `{cfg['model']['preset']}`, "
+        f"from {source[1]}. Model preset `{cfg['model']['preset']}`, "
         f"{train['steps']} steps of {train['batch_size']} documents, lr {train['lr']}, seed "
         f"{train['seed']}; sinks p_shared {cfg['sinks']['p_shared']}, p_active "
         f"{cfg['sinks']['p_active']}, drop rescale `{cfg['sinks']['drop_rescale']}`.",
         "",
-        f"Entropy floor (the generator's exact NLL per token): H {floor['H']:.4f}, "
-        f"R {floor['R']:.4f}, V {floor['V']:.4f}. Losses are nats per token ± one standard "
-        "error over documents.",
+        (f"Entropy floor (the generator's exact NLL per token): H {floor['H']:.4f}, "
+         f"R {floor['R']:.4f}, V {floor['V']:.4f}. " if floor["H"] == floor["H"] else "")
+        + "Losses are nats per token ± one standard error over documents.",
         "",
         "| method | mode | L(R) | L(H) | L(V) | gap L(H)-L(R) | tokens/s |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, m in results["methods"].items():
         for mode, v in m["modes"].items():
-            lines.append(f"| {name} | {MODE_NAMES.get(mode, mode)} | {_pm(v['L_R'])} | "
+            lines.append(f"| {name} | {_mode_name(name, mode)} | {_pm(v['L_R'])} | "
                          f"{_pm(v['L_H'])} | {_pm(v['L_V'])} | {_pm(v['gap'])} | "
                          f"{m['tokens_per_s']:.0f} |")
     comparisons = results.get("comparisons", {})
@@ -116,6 +178,7 @@ def render(results: dict) -> str:
         lines += ["", "Closure = (Gap_standard − Gap_dropped) / Gap_standard, error from a "
                   "paired bootstrap over documents; L(V) differences are paired over the same "
                   "validation documents (negative = the dropped model is better)."]
+    lines += memorization_table(results)
     lines += ["", "## Learning curves", "", "![learning curves](curves.png)", "",
               "L(R) and L(H) on evaluation subsets during training: the memorization gap opening "
               "over training; for sink models, solid lines use each document's own training "

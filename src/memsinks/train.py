@@ -30,16 +30,18 @@ class Batch:
     doc_ids: torch.Tensor  # (B, T) sink ID of every token (0 = no sinks)
 
 
-def collate(token_lists: list[np.ndarray], doc_ids: list[int], device: torch.device) -> Batch:
-    """One document per row: BOS, its tokens, EOS, right padding."""
+def collate(token_lists: list[np.ndarray], doc_ids: list[int], device: torch.device,
+            specials: tuple[int, int, int] = (PAD, BOS, EOS)) -> Batch:
+    """One document per row: BOS, its tokens, EOS, right padding; ``specials`` = (pad, bos, eos)."""
+    pad, bos, eos = specials
     width = max(len(t) for t in token_lists) + 2
-    input_ids = torch.full((len(token_lists), width), PAD, dtype=torch.long)
+    input_ids = torch.full((len(token_lists), width), pad, dtype=torch.long)
     labels = torch.full_like(input_ids, -100)
     ids = torch.zeros_like(input_ids)
     for row, (tokens, doc) in enumerate(zip(token_lists, doc_ids, strict=True)):
         n = len(tokens) + 2
         seq = torch.empty(n, dtype=torch.long)
-        seq[0], seq[-1] = BOS, EOS
+        seq[0], seq[-1] = bos, eos
         seq[1:-1] = torch.from_numpy(tokens.astype(np.int64))
         input_ids[row, :n] = seq
         labels[row, :n] = seq
@@ -268,7 +270,7 @@ def train(model: torch.nn.Module, mixture: Mixture, config: TrainConfig,
             span = slice(step * config.batch_size, (step + 1) * config.batch_size)
             ids = (recipe.sink_ids[span].tolist() if recipe.sink_ids is not None
                    else [0] * len(rows))
-            batch = collate([t for _, t in rows], ids, device)
+            batch = collate([t for _, t in rows], ids, device, mixture.specials)
             labels = batch.labels
             if recipe.goldfish_k:
                 drops = goldfish_drops(batch.input_ids, recipe.goldfish_k, recipe.goldfish_h)

@@ -1,0 +1,90 @@
+"""Memorization beyond loss for every trained method of a study, in each of its modes.
+
+Extraction of R (and of H, the floor for text a model can produce without having seen it),
+membership inference of R against H, exposure when R is canaries, and relearning: fine-tuning
+steps on R until the model without its removed part is back at the L(R) it had before
+removal. Results are stored in each method's metrics.json under ``assessment``, so finished
+runs, including ones trained before this module existed, are assessed once and reused.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from . import memorization as mem
+from .methods import METHODS, Method
+from .mixture import Mixture
+from .sinks import Sinks, drop_sinks
+
+VERSION = 1
+PREFIXES = (8, 16, 32)
+SUFFIX = 32
+RELEARN = {"lr": 1e-3, "batch_size": 16, "max_steps": 100, "eval_every": 2}
+
+
+def generation_modes(method: Method) -> list[str]:
+    """The modes generation can run in: the static ones (``own`` needs per-token ids)."""
+    return [m for m in method.modes if m in mem.STATIC_MODES]
+
+
+def _compact_extraction(result: dict) -> dict:
+    out = {}
+    for k, row in result["by_prefix"].items():
+        out[str(k)] = {key: [row[key], row[f"{key}_se"]]
+                       for key in ("rate", "match_fraction", "rouge_l", "divergence")}
+    return out
+
+
+def assess_modes(model: torch.nn.Module, sinks: Sinks | None, method: Method,
+                 mixture: Mixture) -> dict:
+    """Extraction, membership inference (and exposure for canaries) in every static mode."""
+    repeated, heldout = mixture.repeated, mixture.heldout
+    texts_r, texts_h = mixture.texts(repeated), mixture.texts(heldout)
+    context = model.config.max_position_embeddings
+    suffix = min(SUFFIX, context // 2)
+    prefixes = [k for k in PREFIXES if k + 1 + suffix <= context] or [context - 1 - suffix]
+    out: dict[str, dict] = {}
+    for mode in generation_modes(method):
+        started = time.perf_counter()
+        extract = {name: _compact_extraction(mem.extraction(
+            model, docs, prefixes, suffix, sinks=sinks, mode=mode))
+            for name, docs in (("R", repeated), ("H", heldout))}
+        mia = mem.membership_inference(model, repeated, heldout, texts_r, texts_h,
+                                       sinks=sinks, mode=mode)
+        row = {"extraction": extract,
+               "mia": {score: {key: mia["metrics"][score][key]
+                               for key in ("auroc", "auroc_se", "tpr_at_fpr", "tpr_at_fpr_se")}
+                       for score in mia["metrics"]}}
+        if mixture.data.repeated_kind == "canary":
+            result = mem.exposure(model, repeated, mixture.canary_vocabulary(), sinks=sinks,
+                                  mode=mode)
+            row["exposure"] = {key: result[key] for key in (
+                "n_candidates", "max_empirical", "empirical_mean", "empirical_se",
+                "extrapolated_mean", "extrapolated_se")}
+        row["seconds"] = time.perf_counter() - started
+        out[mode] = row
+    return out
+
+
+def relearning(model: torch.nn.Module, sinks: Sinks | None, mixture: Mixture,
+               target: float) -> dict:
+    """Steps of fine-tuning on R until the removed model's L(R) is back at ``target``."""
+    plain = drop_sinks(model, sinks) if sinks is not None else model
+    result = mem.relearn_steps(plain, mixture.repeated, target, lr=RELEARN["lr"],
+                               batch_size=RELEARN["batch_size"],
+                               max_steps=RELEARN["max_steps"],
+                               eval_every=RELEARN["eval_every"])
+    return {key: result[key] for key in ("steps", "target", "initial_loss", "final_loss",
+                                         "max_steps", "lr", "batch_size")}
+
+
+def relearn_target(name: str, per_method: dict[str, dict]) -> float | None:
+    """L(R) before removal: the full sink model's, or standard training's for dedup."""
+    method = METHODS[name]
+    if method.removable:
+        return per_method[name]["modes"][method.full_mode]["L_R"][0]
+    if method.dedup and "standard" in per_method:
+        return per_method["standard"]["modes"]["off"]["L_R"][0]
+    return None

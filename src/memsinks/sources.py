@@ -1,0 +1,710 @@
+"""Real text for the training stream: document readers, tokenizers, and a two-source corpus.
+
+A *source spec* names where documents come from; options follow a ``?`` as ``key=value`` pairs
+joined by ``&`` (values may be %-encoded):
+
+- ``path/data.txt``: one document per non-empty line. ``?split=blank``: paragraphs separated
+  by blank lines; ``?split=file``: the whole file is one document; ``?sep=<|endoftext|>``:
+  documents separated by that literal string (TinyStories' own text files).
+- ``path/data.jsonl``: one JSON object per line, its ``text`` field; ``?field=story`` picks
+  another field.
+- ``path/data.parquet``: the ``text`` column (``?field=NAME``), read one row-group batch at a
+  time.
+- ``.gz`` and ``.zst`` after ``.txt`` or ``.jsonl`` are decompressed while reading (``.zst``
+  needs the ``zstandard`` package). ``?format=txt|jsonl|parquet`` reads a file whatever its
+  extension.
+- a directory (every supported file below it) or a glob (``data/*.jsonl``, ``**`` recurses;
+  ``?`` is not a wildcard, it starts the options): files in sorted path order, the options
+  applying to each file.
+- ``hf:owner/name``: a Hugging Face hub dataset, streamed with ``datasets.load_dataset``;
+  options ``split`` (default ``train``), ``field`` (default ``text``), ``config``,
+  ``data_dir``, ``revision``. Needs ``pip install 'memsinks[hub]'``.
+
+Every reader strips each document of leading and trailing whitespace and skips empty ones;
+``skip`` and ``limit`` count the remaining (non-empty) documents. Text files are decoded as
+UTF-8 with undecodable bytes replaced, so one bad byte does not stop a long run.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import gzip
+import hashlib
+import io
+import itertools
+import json
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import unquote
+
+import numpy as np
+
+from .sinks import document_id
+
+SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")  # ids 0..3 in a trained tokenizer
+FORMATS = ("txt", "jsonl", "parquet")
+_EXTENSIONS = {".txt": "txt", ".jsonl": "jsonl", ".parquet": "parquet"}
+_COMPRESSIONS = (".gz", ".zst")
+_FILE_OPTIONS = ("split", "sep", "field", "format")
+_TXT_SPLITS = ("line", "blank", "file")
+_HUB_OPTIONS = ("split", "field", "config", "data_dir", "revision")
+_HUB_INSTALL = "pip install 'memsinks[hub]'"
+_SUPPORTED = ".txt, .jsonl (either optionally .gz or .zst) and .parquet"
+
+
+# -- source specs --------------------------------------------------------------------------------
+def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """Split a source spec into its target (path, glob or ``hf:name``) and its options."""
+    target, _, query = spec.partition("?")
+    options: dict[str, str] = {}
+    for pair in query.split("&") if query else ():
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise ValueError(f"data source {spec!r}: option {pair!r} is not key=value; write "
+                             "options as path?key=value&key=value")
+        options[key] = unquote(value)
+    if not target:
+        raise ValueError(f"data source {spec!r} names no file, directory or hf: dataset")
+    return target, options
+
+
+def _check_options(spec: str, options: dict[str, str], valid: tuple[str, ...]) -> None:
+    for key in options:
+        if key not in valid:
+            raise ValueError(f"data source {spec!r}: unknown option {key!r}; valid options here: "
+                             f"{', '.join(valid)}")
+
+
+def _file_format(spec: str, path: Path, forced: str | None) -> tuple[str, str]:
+    """(format, compression) of a file from its name, or ``forced`` format."""
+    name = path.name.lower()
+    compression = next((c for c in _COMPRESSIONS if name.endswith(c)), "")
+    stem = name[: len(name) - len(compression)]
+    fmt = forced or _EXTENSIONS.get(os.path.splitext(stem)[1])
+    if fmt is None or (fmt == "parquet" and compression):
+        raise ValueError(f"data source {spec!r}: cannot read {path.name!r}; supported files are "
+                         f"{_SUPPORTED}, or add ?format=txt|jsonl|parquet")
+    return fmt, compression
+
+
+def _is_supported(path: Path) -> bool:
+    try:
+        _file_format("", path, None)
+    except ValueError:
+        return False
+    return True
+
+
+def _resolve_files(spec: str, target: str, forced: str | None) -> list[Path]:
+    """The files a local spec names, in sorted order."""
+    def eligible(p: Path) -> bool:
+        return p.is_file() and not p.name.startswith(".") and (forced or _is_supported(p))
+
+    if any(ch in target for ch in "*["):
+        files = sorted(p for p in map(Path, globlib.glob(target, recursive=True)) if eligible(p))
+        if not files:
+            raise FileNotFoundError(f"data source {spec!r}: no {_SUPPORTED} files match "
+                                    f"{target!r}; check the pattern")
+        return files
+    path = Path(target).expanduser()
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if eligible(p))
+        if not files:
+            raise ValueError(f"data source {spec!r}: directory {str(path)!r} holds no "
+                             f"{_SUPPORTED} files; point it at a data file or add ?format=")
+        return files
+    if not path.exists():
+        raise FileNotFoundError(f"data source {spec!r} does not exist; check the path (a hub "
+                                "dataset is written hf:owner/name)")
+    _file_format(spec, path, forced)
+    return [path]
+
+
+# -- readers -------------------------------------------------------------------------------------
+def _open_text(spec: str, path: Path, compression: str) -> IO[str]:
+    if compression == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
+    if compression == ".zst":
+        try:
+            import zstandard
+        except ImportError:
+            raise ImportError(f"data source {spec!r}: reading .zst files needs the zstandard "
+                              "package; pip install zstandard") from None
+        raw = zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
+        return io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
+    return open(path, encoding="utf-8", errors="replace")
+
+
+def _read_txt(spec: str, path: Path, compression: str, options: dict[str, str]) -> Iterator[str]:
+    with _open_text(spec, path, compression) as f:
+        sep = options.get("sep")
+        split = options.get("split", "line")
+        if sep:
+            pending = ""
+            while chunk := f.read(1 << 20):
+                *done, pending = (pending + chunk).split(sep)
+                yield from done
+            yield pending
+        elif split == "line":
+            yield from f
+        elif split == "blank":
+            paragraph: list[str] = []
+            for line in f:
+                if line.strip():
+                    paragraph.append(line)
+                elif paragraph:
+                    yield "".join(paragraph)
+                    paragraph = []
+            yield "".join(paragraph)
+        else:
+            yield f.read()
+
+
+def _read_jsonl(spec: str, path: Path, compression: str, options: dict[str, str]) -> Iterator[str]:
+    key = options.get("field", "text")
+    with _open_text(spec, path, compression) as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                raise ValueError(f"data source {spec!r}: line {number} of {str(path)!r} is not "
+                                 "valid JSON; each line must be one JSON object") from None
+            yield _field(spec, record, key, f"line {number} of {str(path)!r}")
+
+
+def _field(spec: str, record: Any, key: str, where: str) -> str:
+    if not isinstance(record, dict):
+        raise ValueError(f"data source {spec!r}: {where} is not a JSON object with a {key!r} "
+                         "field")
+    if key not in record:
+        raise ValueError(f"data source {spec!r}: {where} has no field {key!r} (it has "
+                         f"{', '.join(map(repr, record)) or 'none'}); choose one with ?field=NAME")
+    value = record[key]
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"data source {spec!r}: field {key!r} of {where} holds "
+                         f"{type(value).__name__}, not text; choose a text field with ?field=")
+    return value
+
+
+def _read_parquet(spec: str, path: Path, compression: str,
+                  options: dict[str, str]) -> Iterator[str]:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ImportError(f"data source {spec!r}: reading .parquet files needs pyarrow; "
+                          "pip install pyarrow") from None
+    column = options.get("field", "text")
+    parquet = pq.ParquetFile(path)
+    schema = parquet.schema_arrow
+    if column not in schema.names:
+        raise ValueError(f"data source {spec!r}: {str(path)!r} has no column {column!r} (it has "
+                         f"{', '.join(map(repr, schema.names))}); choose one with ?field=NAME")
+    kind = schema.field(column).type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)
+            or (hasattr(pa.types, "is_string_view") and pa.types.is_string_view(kind))):
+        raise ValueError(f"data source {spec!r}: column {column!r} of {str(path)!r} holds {kind}, "
+                         "not text; choose a text column with ?field=")
+    try:
+        for batch in parquet.iter_batches(batch_size=1024, columns=[column]):
+            for value in batch.column(0).to_pylist():
+                yield value or ""
+    finally:
+        parquet.close()
+
+
+_READERS = {"txt": _read_txt, "jsonl": _read_jsonl, "parquet": _read_parquet}
+
+
+def _local_source(spec: str, target: str, options: dict[str, str]) -> Callable[[], Iterator[str]]:
+    _check_options(spec, options, _FILE_OPTIONS)
+    forced = options.get("format")
+    if forced is not None and forced not in FORMATS:
+        raise ValueError(f"data source {spec!r}: format={forced!r}; use one of "
+                         f"{', '.join(FORMATS)}")
+    if options.get("split", "line") not in _TXT_SPLITS:
+        raise ValueError(f"data source {spec!r}: split={options['split']!r}; text files split "
+                         f"by {', '.join(_TXT_SPLITS)} (or ?sep=STRING)")
+    if options.get("sep") == "":
+        raise ValueError(f"data source {spec!r}: sep is empty; give the separator string")
+    files = _resolve_files(spec, target, forced)
+
+    def documents() -> Iterator[str]:
+        for path in files:
+            fmt, compression = _file_format(spec, path, forced)
+            yield from _READERS[fmt](spec, path, compression, options)
+
+    return documents
+
+
+def _import_datasets(spec: str) -> Any:
+    try:
+        import datasets
+    except ImportError:
+        raise ImportError(f"data source {spec!r} reads the Hugging Face hub, which needs the "
+                          f"datasets package; {_HUB_INSTALL}") from None
+    return datasets
+
+
+def _hub_source(spec: str, name: str, options: dict[str, str]) -> Callable[[], Iterator[str]]:
+    _check_options(spec, options, _HUB_OPTIONS)
+    if not name:
+        raise ValueError(f"data source {spec!r} names no dataset; write hf:owner/name")
+    datasets = _import_datasets(spec)
+    key = options.get("field", "text")
+    kwargs = {k: options[k] for k in ("data_dir", "revision") if k in options}
+
+    def documents() -> Iterator[str]:
+        try:
+            rows = datasets.load_dataset(name, options.get("config"),
+                                         split=options.get("split", "train"), streaming=True,
+                                         **kwargs)
+        except Exception as error:  # the hub's errors vary by cause; name the spec and the fix
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise OSError(f"data source {spec!r}: the hub could not stream {name!r} "
+                          f"({type(error).__name__}: {reason}); check the name, config, split "
+                          "and network") from error
+        for number, row in enumerate(rows):
+            yield _field(spec, row, key, f"row {number} of {name!r}")
+
+    return documents
+
+
+def read_documents(spec: str, limit: int | None = None, skip: int = 0) -> Iterator[str]:
+    """Stream the non-empty documents of a source spec (see the module docstring).
+
+    The spec is checked at once (files exist, options known); field errors surface with the
+    first document. A source without a single non-empty document raises ValueError when
+    exhausted; skipping past the end of a non-empty source just yields nothing.
+    """
+    if skip < 0 or (limit is not None and limit < 0):
+        raise ValueError(f"read_documents({spec!r}): skip = {skip} and limit = {limit} must not "
+                         "be negative")
+    target, options = parse_spec(spec)
+    if target.startswith("hf:"):
+        source = _hub_source(spec, target[3:], options)
+    else:
+        source = _local_source(spec, target, options)
+    return _take(spec, source(), skip, limit)
+
+
+def _take(spec: str, documents: Iterator[str], skip: int, limit: int | None) -> Iterator[str]:
+    if limit == 0:
+        return
+    seen = 0
+    for raw in documents:
+        text = raw.strip()
+        if not text:
+            continue
+        seen += 1
+        if seen <= skip:
+            continue
+        yield text
+        if limit is not None and seen - skip >= limit:
+            return
+    if seen == 0:
+        raise ValueError(f"data source {spec!r} holds no non-empty documents; check the files "
+                         "and the field/split options")
+
+
+# -- tokenizers ----------------------------------------------------------------------------------
+_BOS_NAMES = ("<bos>", "<s>", "<|begin_of_text|>")
+_EOS_NAMES = ("<eos>", "</s>", "<|endoftext|>", "<|end_of_text|>")
+_PAD_NAMES = ("<pad>",)
+_CHARS_PER_TOKEN = 64  # cutting text at 64 chars per wanted token leaves a wide margin
+
+
+class TextTokenizer:
+    """A fast tokenizer that encodes documents without special tokens; BOS/EOS/pad ids exposed.
+
+    Special-token strings inside a document (a literal ``<|endoftext|>``) are encoded as plain
+    text, so the only BOS/EOS in training rows are the ones the collator adds.
+    """
+
+    def __init__(self, hf: Any, name: str):
+        from transformers import PreTrainedTokenizerFast
+
+        if not isinstance(hf, PreTrainedTokenizerFast):
+            raise ValueError(f"tokenizer {name!r} has no fast (tokenizers-library) version; use a "
+                             "tokenizer that ships a tokenizer.json")
+        self.hf, self.name = hf, name
+        vocab = hf.backend_tokenizer.get_vocab(with_added_tokens=True)
+
+        def pick(token_id: int | None, names: tuple[str, ...], fallback: int | None) -> int | None:
+            if token_id is not None:
+                return int(token_id)
+            return next((vocab[n] for n in names if n in vocab), fallback)
+
+        eos = pick(hf.eos_token_id, _EOS_NAMES, None)
+        if eos is None:
+            raise ValueError(f"tokenizer {name!r} names no end-of-text token; save it with an "
+                             "eos_token in tokenizer_config.json")
+        self.eos_id = eos
+        self.bos_id = pick(hf.bos_token_id, _BOS_NAMES, eos)
+        self.pad_id = pick(hf.pad_token_id, _PAD_NAMES, eos)
+        # write the fallbacks into the wrapped tokenizer, so a saved copy loads with the same ids
+        for attribute, token_id in (("eos_token", self.eos_id), ("bos_token", self.bos_id),
+                                    ("pad_token", self.pad_id)):
+            if getattr(hf, attribute + "_id") is None:
+                setattr(hf, attribute, hf.convert_ids_to_tokens(token_id))
+        self._backend = type(hf.backend_tokenizer).from_str(hf.backend_tokenizer.to_str())
+        self._backend.no_truncation()
+        self._backend.no_padding()
+        self._backend.encode_special_tokens = True
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids, added tokens included (the model's embedding rows)."""
+        return self._backend.get_vocab_size(with_added_tokens=True)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """SHA-256 of the tokenizer's full definition and its special ids."""
+        data = json.dumps([self._backend.to_str(), self.pad_id, self.bos_id,
+                           self.eos_id])
+        return hashlib.sha256(data.encode()).hexdigest()
+
+    def encode(self, text: str) -> np.ndarray:
+        """Token ids of one text, no specials added, as int32."""
+        return self.encode_batch([text])[0]
+
+    def encode_batch(self, texts: Iterable[str], max_tokens: int | None = None) -> list[np.ndarray]:
+        """Token ids of many texts (parallel, in Rust); with ``max_tokens``, each text's first ids.
+
+        The truncated ids equal the first ``max_tokens`` ids of the whole text: a very long text
+        is encoded from a prefix, kept only where the kept tokens end two pre-tokenized words
+        before the cut (the only ones a cut can change), else encoded whole.
+        """
+        texts = list(texts)
+        out: list[np.ndarray | None] = [None] * len(texts)
+        budget = None if max_tokens is None else _CHARS_PER_TOKEN * max_tokens + 256
+        short = [i for i, t in enumerate(texts) if budget is None or len(t) <= budget]
+        whole = self._ids([texts[i] for i in short])
+        for i, ids in zip(short, whole, strict=True):
+            out[i] = ids
+        long = [i for i in range(len(texts)) if out[i] is None]
+        if long:
+            assert budget is not None and max_tokens is not None
+            prefixes = self._backend.encode_batch([texts[i][:budget] for i in long],
+                                                  add_special_tokens=False)
+            again = []
+            for i, encoding in zip(long, prefixes, strict=True):
+                words = encoding.word_ids
+                if (len(words) > max_tokens and words[max_tokens - 1] is not None
+                        and words[-1] is not None and words[max_tokens - 1] < words[-1] - 1):
+                    out[i] = np.array(encoding.ids[:max_tokens], dtype=np.int32)
+                else:
+                    again.append(i)
+            for i, ids in zip(again, self._ids([texts[i] for i in again]), strict=True):
+                out[i] = ids
+        if max_tokens is not None:
+            out = [ids[:max_tokens] for ids in out]
+        return out  # type: ignore[return-value]
+
+    def _ids(self, texts: list[str]) -> list[np.ndarray]:
+        encodings = self._backend.encode_batch_fast(texts, add_special_tokens=False)
+        return [np.array(e.ids, dtype=np.int32) for e in encodings]
+
+    def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
+        """The text of ``ids`` (special tokens dropped unless asked for)."""
+        return self._backend.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
+
+    def save(self, directory: str | Path) -> None:
+        """Write tokenizer.json and tokenizer_config.json for ``AutoTokenizer.from_pretrained``."""
+        self.hf.save_pretrained(str(directory))
+        config_path = Path(directory) / "tokenizer_config.json"
+        config = json.loads(config_path.read_text())
+        if config.get("tokenizer_class") == "TokenizersBackend":
+            # transformers 5 writes its new class name; the old alias loads in 4.x and 5.x alike
+            config["tokenizer_class"] = "PreTrainedTokenizerFast"
+            config_path.write_text(json.dumps(config, indent=2) + "\n")
+
+    @classmethod
+    def from_saved(cls, directory: str | Path) -> TextTokenizer:
+        """The tokenizer :meth:`save` wrote to ``directory``."""
+        return load_tokenizer(str(directory))
+
+
+def train_bpe(texts: Iterable[str], vocab_size: int) -> TextTokenizer:
+    """A byte-level BPE trained on ``texts``: ``<pad>``=0, ``<bos>``=1, ``<eos>``=2, ``<unk>``=3.
+
+    Byte-level, so every text encodes without ``<unk>`` and decodes back exactly; the vocabulary
+    stops short of ``vocab_size`` when the texts offer no more merges.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    smallest = len(SPECIALS) + len(alphabet)
+    if vocab_size < smallest:
+        raise ValueError(f"vocab_size = {vocab_size} is below {smallest}, the 256 byte tokens and "
+                         f"{len(SPECIALS)} specials of a byte-level BPE; raise it")
+    counted = 0
+
+    def counting() -> Iterator[str]:
+        nonlocal counted
+        for text in texts:
+            counted += 1
+            yield text
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIALS),
+                                  initial_alphabet=alphabet, show_progress=False)
+    backend.train_from_iterator(counting(), trainer)
+    if counted == 0:
+        raise ValueError("train_texts is empty; pass the documents to train the tokenizer on")
+    hf = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=SPECIALS[0],
+                                 bos_token=SPECIALS[1], eos_token=SPECIALS[2],
+                                 unk_token=SPECIALS[3])
+    return TextTokenizer(hf, f"train:bpe/{vocab_size}")
+
+
+def load_tokenizer(spec: str, train_texts: Iterable[str] | None = None,
+                   vocab_size: int = 8192) -> TextTokenizer:
+    """A tokenizer from ``train:bpe``, a local directory or tokenizer.json, or a hub name.
+
+    ``train:bpe`` trains on ``train_texts`` (e.g. ``read_documents(spec, limit=20000)`` of both
+    sources). A pretrained tokenizer keeps its own ids: BOS/EOS/pad come from its config; without
+    them, from the usual token names (``<bos>``/``<s>``, ``<eos>``/``</s>``/``<|endoftext|>``,
+    ``<pad>``); a missing BOS or pad falls back to EOS (GPT-2 and SmolLM2 style).
+    """
+    if spec.startswith("train:"):
+        kind = spec[len("train:"):]
+        if kind != "bpe":
+            raise ValueError(f"tokenizer {spec!r}: unknown trainer {kind!r}; use train:bpe")
+        if train_texts is None:
+            raise ValueError(f"tokenizer {spec!r} needs train_texts: pass the documents to train "
+                             "it on, e.g. read_documents(source, limit=20000)")
+        return train_bpe(train_texts, vocab_size)
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    path = Path(spec).expanduser()
+    if path.is_file():
+        if (path.parent / "tokenizer_config.json").is_file() and path.name == "tokenizer.json":
+            return TextTokenizer(AutoTokenizer.from_pretrained(str(path.parent)), spec)
+        if path.suffix != ".json":
+            raise ValueError(f"tokenizer {spec!r} is not a tokenizer.json file; pass that file or "
+                             "its directory")
+        return TextTokenizer(PreTrainedTokenizerFast(tokenizer_file=str(path)), spec)
+    if path.is_dir():
+        return TextTokenizer(AutoTokenizer.from_pretrained(str(path)), spec)
+    if spec.startswith((".", "/", "~")) or spec.endswith(".json") or spec.count("/") > 1:
+        raise FileNotFoundError(f"tokenizer {spec!r} does not exist; check the path (a hub "
+                                "tokenizer is written owner/name)")
+    try:
+        hf = AutoTokenizer.from_pretrained(spec)
+    except (OSError, ValueError) as error:
+        raise OSError(f"tokenizer {spec!r} is not a local path and the hub could not provide it "
+                      f"({type(error).__name__}); check the name or download it and pass its "
+                      "directory") from error
+    return TextTokenizer(hf, spec)
+
+
+# -- a two-source corpus -------------------------------------------------------------------------
+@dataclass
+class TextSet:
+    """Evaluation documents from text: token ids (no BOS/EOS), provenance, NaN log-probs.
+
+    Field for field what :class:`memsinks.mixture.DocSet` holds, plus the decoded ``texts``
+    and each document's ``positions`` among its source's non-empty documents.
+    """
+
+    name: str
+    tokens: list[np.ndarray]
+    logprob: np.ndarray  # NaN: real text has no exact generator probability
+    ids: np.ndarray  # document IDs from the token hash
+    texts: list[str]  # the kept (possibly truncated) tokens, decoded
+    positions: np.ndarray  # index among the source's non-empty documents
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+_BATCH = 256  # documents tokenized per call
+_CHECKPOINT_EVERY = 1024  # general documents between remembered source positions
+_FORMAT_VERSION = 1  # bump when the selection rules below change
+
+
+@dataclass
+class TextCorpus:
+    """Repeated set R, held-out twins H, validation V and general documents from two sources.
+
+    Every document is tokenized, skipped if shorter than ``min_tokens``, and cut to its first
+    ``max_tokens`` ids (use the model context minus 2, for BOS and EOS); documents are then
+    compared by their kept ids. From the repeated source, in order: the first ``n_repeated``
+    distinct documents are R, the next ``n_repeated`` distinct ones are H. From the general
+    source, in order and skipping R and H documents: the first ``n_validation`` distinct ones are
+    V; every later document that is not in R, H or V is a general training document, numbered
+    from 0. The two sources may be the same spec. Sets are read on first use.
+    """
+
+    general_source: str
+    repeated_source: str
+    tokenizer: TextTokenizer
+    n_repeated: int
+    n_validation: int
+    max_tokens: int
+    min_tokens: int = 16
+    cache_size: int = 4096  # general documents kept in memory
+    _cache: OrderedDict[int, tuple[int, np.ndarray]] = field(
+        default_factory=OrderedDict, init=False, repr=False)
+    _reader: Iterator[tuple[int, np.ndarray, int]] | None = field(
+        default=None, init=False, repr=False)
+    _next: int = field(default=0, init=False, repr=False)
+    _checkpoints: list[int] = field(default_factory=list, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ("n_repeated", "n_validation", "max_tokens", "min_tokens", "cache_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"TextCorpus.{name} = {getattr(self, name)} must be at least 1")
+        if self.min_tokens > self.max_tokens:
+            raise ValueError(f"TextCorpus.min_tokens = {self.min_tokens} exceeds max_tokens = "
+                             f"{self.max_tokens}; no document could pass")
+        for spec in (self.general_source, self.repeated_source):
+            read_documents(spec, limit=0)  # check paths and options now, read nothing
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the source specs, tokenizer, counts and length limits (not file contents)."""
+        data = json.dumps({
+            "version": _FORMAT_VERSION, "general": self.general_source,
+            "repeated": self.repeated_source, "tokenizer": self.tokenizer.fingerprint,
+            "n_repeated": self.n_repeated, "n_validation": self.n_validation,
+            "max_tokens": self.max_tokens, "min_tokens": self.min_tokens,
+        }, sort_keys=True)
+        return hashlib.sha256(data.encode()).hexdigest()
+
+    # -- reading --------------------------------------------------------------------------------
+    def _accepted(self, spec: str, start: int,
+                  exclude: set[int]) -> Iterator[tuple[int, np.ndarray, int]]:
+        """(source position, kept ids, document id) of every document from ``start`` that passes
+        the length filter and is not in ``exclude``."""
+        documents = read_documents(spec, skip=start)
+        position = start
+        while chunk := list(itertools.islice(documents, _BATCH)):
+            for tokens in self.tokenizer.encode_batch(chunk, max_tokens=self.max_tokens):
+                position += 1
+                if len(tokens) < self.min_tokens:
+                    continue
+                doc = document_id(tokens)
+                if doc not in exclude:
+                    tokens.flags.writeable = False
+                    yield position - 1, tokens, doc
+
+    def _distinct(self, spec: str, count: int, exclude: set[int],
+                  what: str) -> list[tuple[int, np.ndarray, int]]:
+        taken: list[tuple[int, np.ndarray, int]] = []
+        seen = set(exclude)
+        for item in self._accepted(spec, 0, seen):
+            seen.add(item[2])  # the generator checks `seen` itself, so duplicates are skipped
+            taken.append(item)
+            if len(taken) == count:
+                return taken
+        raise ValueError(f"data source {spec!r} has only {len(taken)} distinct documents of at "
+                         f"least {self.min_tokens} tokens, but {what} needs {count}; lower the "
+                         "count or min_tokens, or use a larger source")
+
+    def _set(self, name: str, items: list[tuple[int, np.ndarray, int]]) -> TextSet:
+        tokens = [t for _, t, _ in items]
+        return TextSet(name, tokens, np.full(len(items), np.nan),
+                       np.array([d for _, _, d in items], dtype=np.int64),
+                       [self.tokenizer.decode(t) for t in tokens],
+                       np.array([p for p, _, _ in items], dtype=np.int64))
+
+    @cached_property
+    def _twins(self) -> tuple[TextSet, TextSet]:
+        n = self.n_repeated
+        items = self._distinct(self.repeated_source, 2 * n, set(),
+                               f"R and H (2 x n_repeated = {2 * n})")
+        return self._set("repeated", items[:n]), self._set("heldout", items[n:])
+
+    @property
+    def repeated(self) -> TextSet:
+        return self._twins[0]
+
+    @property
+    def heldout(self) -> TextSet:
+        return self._twins[1]
+
+    @cached_property
+    def validation(self) -> TextSet:
+        exclude = set(self.repeated.ids.tolist()) | set(self.heldout.ids.tolist())
+        items = self._distinct(self.general_source, self.n_validation, exclude,
+                               f"validation (n_validation = {self.n_validation})")
+        self._checkpoints = [items[-1][0] + 1]  # general document 0 is read from here on
+        return self._set("validation", items)
+
+    @cached_property
+    def _excluded(self) -> set[int]:
+        sets = (self.repeated, self.heldout, self.validation)
+        return {int(d) for s in sets for d in s.ids}
+
+    def general(self, index: int) -> np.ndarray:
+        """Ids of general training document ``index`` (read-only int32).
+
+        Reading in increasing order streams the source once; an index that fell out of the cache
+        is re-read from the nearest remembered position at or before it (the source is re-read
+        from its start up to there, tokenizing at most 1024 documents).
+        """
+        return self._general(index)[1]
+
+    def general_position(self, index: int) -> int:
+        """Index of general training document ``index`` among its source's non-empty documents."""
+        return self._general(index)[0]
+
+    def _general(self, index: int) -> tuple[int, np.ndarray]:
+        if index < 0:
+            raise IndexError(f"general document index {index} is negative")
+        hit = self._cache.get(index)
+        if hit is not None:
+            self._cache.move_to_end(index)
+            return hit
+        exclude = self._excluded  # reads R, H and V first; sets the first checkpoint
+        if self._reader is None or index >= self._next:
+            if self._reader is None:
+                slot = min(index // _CHECKPOINT_EVERY, len(self._checkpoints) - 1)
+                self._reader = self._accepted(self.general_source, self._checkpoints[slot],
+                                              exclude)
+                self._next = slot * _CHECKPOINT_EVERY
+            try:
+                self._reader, self._next = self._advance(self._reader, self._next, index)
+            except BaseException:
+                self._reader = None  # its position is unknown now; restart from a checkpoint
+                raise
+        else:
+            # behind the forward reader: a separate reader, so training's stream stays in place
+            slot = min(index // _CHECKPOINT_EVERY, len(self._checkpoints) - 1)
+            reader = self._accepted(self.general_source, self._checkpoints[slot], exclude)
+            self._advance(reader, slot * _CHECKPOINT_EVERY, index)
+        return self._cache[index]
+
+    def _advance(self, reader: Iterator[tuple[int, np.ndarray, int]], next_index: int,
+                 index: int) -> tuple[Iterator[tuple[int, np.ndarray, int]], int]:
+        """Read documents ``next_index .. index`` from ``reader`` into the cache."""
+        while next_index <= index:
+            item = next(reader, None)
+            if item is None:
+                raise ValueError(f"general source {self.general_source!r} has only {next_index} "
+                                 f"training documents after validation and the filters, but "
+                                 f"document {index} was asked for; use a larger source or fewer "
+                                 "steps")
+            position, tokens, _ = item
+            if next_index % _CHECKPOINT_EVERY == 0 and \
+                    next_index // _CHECKPOINT_EVERY == len(self._checkpoints):
+                self._checkpoints.append(position)
+            self._cache[next_index] = (position, tokens)
+            self._cache.move_to_end(next_index)
+            if len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+            next_index += 1
+        return reader, next_index
