@@ -1,15 +1,21 @@
 """Training step time of the same model with and without sinks, interleaved in one process.
 
     python benchmarks/sink_overhead.py [--preset tiny] [--steps 30]
+    python benchmarks/sink_overhead.py --preset smollm-135m --batch-size 4 --seq-len 128 \
+        --steps 4 --warmup 1
 
-Prints the median step time of each and their ratio (with / without). Each row is a different
-document, so every step builds per-token masks for batch_size distinct IDs, as in training.
+Prints the median step time of each and their ratio (with / without), and memory: the weights
+and optimizer state of one model, and the process's peak memory (both models live in it; on a
+GPU, peak allocated GPU memory). Each row is a different document, so every step builds
+per-token masks for batch_size distinct IDs, as in training.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
+import sys
 import time
 
 import torch
@@ -27,8 +33,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seq-len", type=int, default=100)
-    parser.add_argument("--vocab", type=int, default=1500)
+    parser.add_argument("--vocab", type=int, default=None,
+                        help="vocabulary size (default: 1,500 for tiny/small, 49,152 for SmolLM)")
     args = parser.parse_args()
+    if args.vocab is None:
+        args.vocab = 49152 if args.preset.startswith("smollm") else 1500
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     config = ModelConfig(preset=args.preset)
@@ -71,6 +80,18 @@ def main() -> None:
     print(f"without sinks: {1000 * without:.1f} ms/step ({tokens / without:,.0f} tokens/s)")
     print(f"with sinks:    {1000 * with_sinks:.1f} ms/step ({tokens / with_sinks:,.0f} tokens/s)")
     print(f"ratio with/without: {with_sinks / without:.3f}")
+    model = models["with"]
+    state = sum(p.numel() * p.element_size() for p in model.parameters())
+    state += sum(t.numel() * t.element_size() for s in optimizers["with"].state.values()
+                 for t in s.values() if torch.is_tensor(t))
+    print(f"parameters: {sum(p.numel() for p in model.parameters()):,}; weights + AdamW state "
+          f"of one model: {state / 2**20:,.0f} MiB")
+    if device.type == "cuda":
+        print(f"peak GPU memory allocated (both models): "
+              f"{torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_mib = peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes vs KiB
+    print(f"peak process memory (both models): {peak_mib:,.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -45,3 +45,18 @@ def test_bad_input_names_the_field(override, message):
 def test_missing_config_file():
     with pytest.raises(FileNotFoundError, match="does not exist"):
         config_io.load("no/such/file.yaml")
+
+
+@pytest.mark.parametrize("path", ["configs/paper-smollm-360m.yaml",
+                                  "configs/paper-smollm-1.7b.yaml"])
+def test_the_paper_configs_are_valid_and_match_the_smollm_shapes(path):
+    from memsinks.model import PRESETS
+
+    config = config_io.load(path)
+    config.validate()
+    shape = config.model.resolved()
+    preset = PRESETS[config.model.preset]
+    assert (shape["num_layers"], shape["hidden_size"], shape["intermediate_size"]) == preset[:3]
+    assert config.data.general_source.startswith("hf:")
+    assert config.data.repetitions == 128
+    assert config.data.max_tokens + 2 <= shape["max_seq_len"]

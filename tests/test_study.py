@@ -56,7 +56,7 @@ def test_every_method_gets_memorization_metrics_in_its_static_modes(study):
         relearn = assessment["relearn"]
         if name in ("dedup", "memsinks", "memsinks-repeated", "gradient-mask"):
             assert relearn["steps"] is None or 0 <= relearn["steps"] <= relearn["max_steps"]
-            full = "keep" if name.startswith("memsinks") else "off"
+            full = "own" if name.startswith("memsinks") else "off"
             source = "standard" if name == "dedup" else name
             assert relearn["target"] == pytest.approx(
                 results["methods"][source]["modes"][full]["L_R"][0])
@@ -130,3 +130,26 @@ def test_export_loads_as_plain_transformers_model_with_drop_mode_logits(study, t
     with torch.no_grad():
         got = plain(input_ids=ids).logits
     assert (got - expected).abs().max().item() < 1e-5
+
+
+def test_deleting_one_document_raises_its_loss_more_than_the_others(study):
+    from memsinks.deletion import delete_documents
+
+    result = delete_documents(study / "memsinks", indices=[0, 3], progress=False)
+    assert [r["index"] for r in result["targets"]] == [0, 3]
+    assert (study / "memsinks" / "deletion.png").is_file()
+    model, sinks = load_model(study / "memsinks" / "model")
+    from memsinks.config import load
+    from memsinks.evaluate import document_nll
+    from memsinks.experiment import mixture_of
+
+    mixture = mixture_of(load(study / "config.yaml"))
+    repeated = mixture.repeated
+    counts = repeated.predicted_tokens
+    keep = document_nll(model, repeated, sinks, "keep") / counts
+    gone = document_nll(model, repeated, sinks, "exclude", exclude=(int(repeated.ids[3]),))
+    assert result["targets"][1]["target_rise"] == pytest.approx(gone[3] / counts[3] - keep[3])
+    with pytest.raises(ValueError, match="not a sink method"):
+        delete_documents(study / "standard")
+    with pytest.raises(ValueError, match="outside R"):
+        delete_documents(study / "memsinks", indices=[99])

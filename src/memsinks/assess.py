@@ -18,7 +18,7 @@ from .methods import METHODS, Method
 from .mixture import Mixture
 from .sinks import Sinks, drop_sinks
 
-VERSION = 1
+VERSION = 2
 PREFIXES = (8, 16, 32)
 SUFFIX = 32
 RELEARN = {"lr": 1e-3, "batch_size": 16, "max_steps": 100, "eval_every": 2}
@@ -81,10 +81,15 @@ def relearning(model: torch.nn.Module, sinks: Sinks | None, mixture: Mixture,
 
 
 def relearn_target(name: str, per_method: dict[str, dict]) -> float | None:
-    """L(R) before removal: the full sink model's, or standard training's for dedup."""
+    """L(R) before removal: the model as trained, or standard training's for dedup.
+
+    For a sink model that is mode ``own`` (each document with its own sinks, as in training);
+    ``keep`` (every sink at p_active) is not the trained model for a document.
+    """
     method = METHODS[name]
     if method.removable:
-        return per_method[name]["modes"][method.full_mode]["L_R"][0]
+        modes = per_method[name]["modes"]
+        return modes["own" if "own" in modes else method.full_mode]["L_R"][0]
     if method.dedup and "standard" in per_method:
         return per_method["standard"]["modes"]["off"]["L_R"][0]
     return None

@@ -14,10 +14,12 @@ from .train import autocast, collate
 
 @torch.no_grad()
 def document_nll(model: torch.nn.Module, docs: DocSet, sinks: Sinks | None = None,
-                 mode: str = "off", batch_size: int = 64) -> np.ndarray:
+                 mode: str = "off", batch_size: int = 64, exclude: tuple[int, ...] = ()
+                 ) -> np.ndarray:
     """Summed NLL (nats) of every document's tokens and end token, given BOS; shape (len(docs),).
 
-    ``mode`` is a sink mode; ``own`` gives every document its own training mask.
+    ``mode`` is a sink mode; ``own`` gives every document its own training mask; ``exclude``
+    lists the document IDs whose sinks mode ``exclude`` switches off.
     """
     device = next(model.parameters()).device
     was_training = model.training
@@ -29,7 +31,8 @@ def document_nll(model: torch.nn.Module, docs: DocSet, sinks: Sinks | None = Non
         batch = collate([docs.tokens[i] for i in index], [int(docs.ids[i]) for i in index],
                         device, docs.specials)
         if sinks is not None:
-            sinks.set_mode(mode, ids=batch.doc_ids if mode in ("own", "train") else None)
+            sinks.set_mode(mode, ids=batch.doc_ids if mode in ("own", "train") else None,
+                           exclude=exclude)
         elif mode != "off":
             raise ValueError(f"mode {mode!r} needs a model with sinks")
         with autocast(device):

@@ -358,7 +358,9 @@ def ensure_assessment(config: StudyConfig, mixture: Mixture, name: str, method_d
 def load_model(model_dir: Path):
     """A saved model and its sinks (None for methods without sinks)."""
     from transformers import LlamaForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir} holds no saved model (config.json); train the "
                                 "method first with `memsinks run` or `memsinks train`")

@@ -124,8 +124,9 @@ def memorization_table(results: dict) -> list[str]:
               "scores R (members) against H (non-members); AUROC ± bootstrap s.e.; with "
               f"{results['config']['data']['n_repeated']} non-members TPR at 1% FPR is TPR at "
               "the highest non-member score. Relearning: fine-tuning steps on R until L(R) is "
-              "back at its level before removal (the full model's, or standard training's for "
-              "dedup). Cost: training time per token relative to standard."]
+              "back at its level before removal (the model as trained: each document with its "
+              "own sinks; standard training's for dedup). Cost: training time per token "
+              "relative to standard."]
     return lines
 
 

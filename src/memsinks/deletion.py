@@ -1,0 +1,100 @@
+"""Deleting single documents from a sink model: switch off one document's sinks, measure.
+
+For each target document of R, the model runs in ``exclude`` mode (every sink on at
+p_active, as in ``keep``, except the target's own sinks). The target's loss should rise; the
+other repeated documents, the held-out twins and validation data should barely move, since
+they share the shared neurons and only overlapping parts of the sink pool.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .evaluate import document_nll
+from .experiment import atomic_write, load_model, mixture_of
+from .methods import METHODS
+
+
+def deletion_effects(model, sinks, repeated, others: dict, targets: list[int]) -> dict:
+    """Per target: its loss rise and the mean rise of the other R documents and other sets."""
+    counts = repeated.predicted_tokens
+    base = document_nll(model, repeated, sinks, "keep") / counts
+    base_sets = {name: document_nll(model, docs, sinks, "keep") / docs.predicted_tokens
+                 for name, docs in others.items()}
+    rows = []
+    for t in targets:
+        doc_id = int(repeated.ids[t])
+        after = document_nll(model, repeated, sinks, "exclude", exclude=(doc_id,)) / counts
+        rise = after - base
+        rest = np.delete(rise, t)
+        row = {"index": int(t), "id": doc_id, "target_rise": float(rise[t]),
+               "others_rise": float(rest.mean()), "others_rise_se":
+               float(rest.std(ddof=1) / np.sqrt(len(rest))) if len(rest) > 1 else float("nan"),
+               "others_max_rise": float(rest.max()) if len(rest) else float("nan")}
+        for name, docs in others.items():
+            moved = (document_nll(model, docs, sinks, "exclude", exclude=(doc_id,))
+                     / docs.predicted_tokens) - base_sets[name]
+            row[f"{name}_rise"] = float(moved.mean())
+        rows.append(row)
+    rises = np.array([r["target_rise"] for r in rows])
+    rest = np.array([r["others_rise"] for r in rows])
+    return {"targets": rows, "mean_target_rise": float(rises.mean()),
+            "mean_others_rise": float(rest.mean()),
+            "selectivity": float(rises.mean() / rest.mean()) if rest.mean() > 0 else None}
+
+
+def delete_documents(method_dir: Path, count: int = 16, indices: list[int] | None = None,
+                     progress: bool = True) -> dict:
+    """Run :func:`deletion_effects` on a study's sink method; write deletion.json and .png."""
+    method_dir = Path(method_dir)
+    name = method_dir.name
+    if name not in METHODS or not METHODS[name].sinks:
+        raise ValueError(f"{method_dir} is not a sink method's directory (such as "
+                         "runs/default/memsinks-repeated); deletion switches off sinks")
+    from . import config as config_io
+
+    config = config_io.load(method_dir.parent / "config.yaml")
+    model, sinks = load_model(method_dir / "model")
+    mixture = mixture_of(config)
+    repeated = mixture.repeated
+    targets = indices if indices is not None else list(range(min(count, len(repeated))))
+    bad = [t for t in targets if not 0 <= t < len(repeated)]
+    if bad:
+        raise ValueError(f"document indices {bad} are outside R (0..{len(repeated) - 1})")
+    sets = {"H": mixture.heldout, "V": mixture.validation}
+    result = {"method": name, **deletion_effects(model, sinks, repeated, sets, targets)}
+    atomic_write(method_dir / "deletion.json", json.dumps(result, indent=1))
+    plot_deletion(result, method_dir / "deletion.png")
+    if progress:
+        print(f"[{name}] deleting one document raises its loss by "
+              f"{result['mean_target_rise']:.4f} nats/token on average and the other R "
+              f"documents' by {result['mean_others_rise']:.4f}; wrote "
+              f"{method_dir / 'deletion.json'}")
+    return result
+
+
+def plot_deletion(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["targets"]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.35 * len(rows) + 2), 3.4))
+    ax.bar(x - 0.2, [r["target_rise"] for r in rows], 0.4, label="the deleted document")
+    ax.bar(x + 0.2, [r["others_rise"] for r in rows], 0.4,
+           yerr=[r["others_rise_se"] for r in rows], label="other repeated documents (mean)")
+    ax.plot(x, [r["V_rise"] for r in rows], "k.", label="validation (mean)")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set_xticks(x, [str(r["index"]) for r in rows])
+    ax.set_xlabel("deleted R document")
+    ax.set_ylabel("loss rise (nats/token)")
+    ax.set_title(f"{result['method']}: switching off one document's sinks")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
