@@ -32,7 +32,9 @@ def cmd_run(args: argparse.Namespace) -> None:
     from .experiment import run_study
 
     path, overrides = _split(args)
-    run_study(config_io.load(path, overrides), progress=not args.quiet)
+    config = config_io.load(path, overrides)
+    # a method finished with the same configuration anywhere under out_dir is reused
+    run_study(config, progress=not args.quiet, reuse_root=Path(config.out_dir))
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -68,10 +70,55 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(export_dropped(method_dir, Path(args.out) if args.out else method_dir / "export"))
 
 
+def cmd_delete(args: argparse.Namespace) -> None:
+    from .deletion import delete_documents
+
+    indices = [int(i) for i in args.docs.split(",") if i.strip()] if args.docs else None
+    delete_documents(Path(args.method_dir), count=args.count, indices=indices,
+                     progress=not args.quiet)
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from .report import write_report
 
     print(write_report(Path(args.run_dir)))
+
+
+def _strengths(items: list[str] | None) -> list[float] | None:
+    if not items:
+        return None
+    from .unlearn.tradeoff import parse_values
+
+    return [v for item in items for v in parse_values(item)]
+
+
+def _params(items: list[str] | None) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--param {item!r} is not of the form key=value (for example "
+                             "lr=3e-4)")
+        out[key] = value
+    return out
+
+
+def cmd_unlearn(args: argparse.Namespace) -> None:
+    from .unlearn import get
+    from .unlearn.runner import unlearn_dir
+
+    method = get(args.method)
+    strengths = _strengths(args.strength) or list(method.default_grid)
+    unlearn_dir(Path(args.method_dir), args.method, strengths, _params(args.param),
+                Path(args.forget) if args.forget else None, progress=not args.quiet)
+
+
+def cmd_tradeoff(args: argparse.Namespace) -> None:
+    from .unlearn.tradeoff import run_tradeoff
+
+    methods = [m for m in args.methods.split(",") if m.strip()] if args.methods else None
+    run_tradeoff([Path(d) for d in args.run_dirs], methods, args.strengths, args.param,
+                 Path(args.out) if args.out else None, progress=not args.quiet)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,9 +162,61 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("method_dir", help="a method's directory, such as runs/default/memsinks")
     export.add_argument("--out", default=None, help="output directory (default: METHOD_DIR/export)")
     export.set_defaults(func=cmd_export)
+    delete = sub.add_parser("delete", help="switch off single documents' sinks and measure "
+                            "who forgets", description="For each chosen repeated document, "
+                            "evaluate the sink model with that document's sinks excluded and "
+                            "write METHOD_DIR/deletion.json and deletion.png: the document's "
+                            "loss rise against the other repeated documents', H's and V's.")
+    delete.add_argument("method_dir", help="a sink method's directory, such as "
+                        "runs/default/memsinks-repeated")
+    delete.add_argument("--count", type=int, default=16,
+                        help="delete each of the first COUNT repeated documents in turn")
+    delete.add_argument("--docs", default=None, help="comma-separated R indices instead")
+    delete.add_argument("--quiet", action="store_true", help="no progress output")
+    delete.set_defaults(func=cmd_delete)
     report = sub.add_parser("report", help="rewrite report.md and plots from results.json")
     report.add_argument("run_dir", help="a study directory, such as runs/default")
     report.set_defaults(func=cmd_report)
+    unlearn = sub.add_parser(
+        "unlearn", help="a post-hoc baseline on a trained model: remove memorization of R",
+        description="Apply a post-hoc unlearning method to a model trained without sinks "
+        "(forget set: the study's repeated set R, or --forget; retain set: general training "
+        "documents) and write METHOD_DIR/unlearn/<method>/<strength>.json with gap, L(R), "
+        "L(H), L(V) and wall time. Methods: zero-out, activations, slimming, hard-concrete, "
+        "balanced-subnet, gradient-ascent, gradient-difference, npo. Finished strengths are "
+        "reused.")
+    unlearn.add_argument("method_dir", help="a trained method directory, such as "
+                         "runs/default/standard")
+    unlearn.add_argument("--method", required=True, help="the unlearning method's name")
+    unlearn.add_argument("--strength", action="append", metavar="S[,S2...]",
+                         help="strength(s): a fraction for localization and balanced-subnet, "
+                         "optimizer steps for fine-tuning; repeat or comma-separate "
+                         "(default: the method's grid)")
+    unlearn.add_argument("--forget", default=None, metavar="FILE",
+                         help="forget these training documents instead of R (text: one per "
+                         'line; .jsonl: a string or {"text": ...} per line)')
+    unlearn.add_argument("--param", action="append", metavar="key=value",
+                         help="a method hyperparameter, such as lr=3e-4 or steps=50")
+    unlearn.add_argument("--quiet", action="store_true", help="no progress output")
+    unlearn.set_defaults(func=cmd_unlearn)
+    tradeoff = sub.add_parser(
+        "tradeoff", help="sweep every post-hoc baseline: gap on R against L(V), one plot",
+        description="Run each unlearning method over its strength grid on the standard model "
+        "of one or two studies (natural R, canary R), reusing finished results, and write "
+        "tradeoff.json, tradeoff.md and tradeoff.png with MemSinks (sinks dropped) and dedup "
+        "as points.")
+    tradeoff.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                          help="study directories, such as runs/default runs/canary")
+    tradeoff.add_argument("--strengths", action="append", metavar="default|METHOD=v1,v2",
+                          help="a method's grid (repeat per method); the rest use their default")
+    tradeoff.add_argument("--methods", default=None, metavar="A,B",
+                          help="comma-separated methods (default: all)")
+    tradeoff.add_argument("--param", action="append", metavar="METHOD.key=value",
+                          help="a method hyperparameter, such as npo.lr=3e-4")
+    tradeoff.add_argument("--out", default=None, help="output directory (default: the first "
+                          "RUN_DIR)")
+    tradeoff.add_argument("--quiet", action="store_true", help="no progress output")
+    tradeoff.set_defaults(func=cmd_tradeoff)
     return parser
 
 
