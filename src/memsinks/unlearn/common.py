@@ -149,10 +149,11 @@ class UnlearnData:
     device: torch.device
 
 
-def docset(name: str, tokens: list[np.ndarray]) -> DocSet:
+def docset(name: str, tokens: list[np.ndarray],
+           specials: tuple[int, int, int] = DocSet.specials) -> DocSet:
     """A DocSet without generator log-probabilities (unknown for these documents)."""
     return DocSet(name, list(tokens), np.full(len(tokens), np.nan),
-                  np.array([document_id(t) for t in tokens], dtype=np.int64))
+                  np.array([document_id(t) for t in tokens], dtype=np.int64), specials)
 
 
 def retain_set(mixture: Mixture, count: int, seed: int) -> DocSet:
@@ -161,11 +162,11 @@ def retain_set(mixture: Mixture, count: int, seed: int) -> DocSet:
     general = general[general >= 0]
     rng = np.random.default_rng(seed)
     chosen = rng.choice(general, size=min(count, len(general)), replace=False)
-    return docset("retain", [mixture.general(int(i)) for i in np.sort(chosen)])
+    return docset("retain", [mixture.general(int(i)) for i in np.sort(chosen)], mixture.specials)
 
 
 def batch_of(docs: DocSet, index: np.ndarray, device: torch.device) -> Batch:
-    return collate([docs.tokens[i] for i in index], [0] * len(index), device)
+    return collate([docs.tokens[i] for i in index], [0] * len(index), device, docs.specials)
 
 
 def batches(docs: DocSet, size: int, seed: int, device: torch.device) -> Iterator[Batch]:

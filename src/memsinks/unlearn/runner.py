@@ -141,7 +141,7 @@ def training_ids(mixture: Mixture, dedup: bool) -> set[int]:
 def forget_from_file(target: Target, path: Path) -> DocSet:
     """The documents of ``path`` as the forget set; every one must be a training document."""
     tokens = read_documents(path, target.run_dir / "tokenizer.json")
-    forget = docset("forget", tokens)
+    forget = docset("forget", tokens, target.mixture.specials)
     missing = [i for i, d in enumerate(forget.ids) if int(d) not in
                {int(x) for x in target.mixture.repeated.ids}]
     if missing:
