@@ -23,6 +23,8 @@ from .runner import load_target, unlearn
 REFERENCES = (
     ("standard", "standard", "off", "*", "black"),
     ("MemSinks, sinks dropped", "memsinks", "drop", "D", "tab:red"),
+    ("MemSinks-repeated (extension), sinks dropped", "memsinks-repeated", "drop", "P",
+     "tab:purple"),
     ("deduplication", "dedup", "off", "s", "tab:blue"),
 )
 PANEL_ORDER = ("natural", "canary")
