@@ -340,6 +340,19 @@ def test_cli_tradeoff_with_a_tiny_grid(study, tmp_path):
                                                 abs=1e-5)
     assert (out / "tradeoff.png").stat().st_size > 0
     assert "deduplication" in (out / "tradeoff.md").read_text()  # named as missing
+    # extraction at every point; relearning at the strongest point within +10% of L(V)
+    for entry in panel["methods"].values():
+        for point in entry["points"]:
+            assert 0 <= point["extraction"]["rate"][0] <= 1
+    budget = 1.10 * panel["references"]["standard"]["L_V"][0]
+    for entry in panel["methods"].values():
+        relearned = [p for p in entry["points"] if "relearn" in p]
+        assert len(relearned) == 1
+        inside = [p for p in entry["points"] if p["L_V"][0] <= budget]
+        if inside:
+            assert relearned[0]["strength"] == max(p["strength"] for p in inside)
+        steps = relearned[0]["relearn"]["steps"]
+        assert steps is None or 0 <= steps <= relearned[0]["relearn"]["max_steps"]
 
 
 def test_help_of_the_unlearning_subcommands(capsys):

@@ -166,23 +166,48 @@ def result_dir(target: Target, method: str, forget: DocSet | None) -> Path:
     return root / method
 
 
+VERSION = 2  # results of an older version are recomputed (2: extraction, relearning)
+
+
 def evaluate_target(target: Target, forget: DocSet | None) -> dict:
-    """gap, L_R, L_H, L_V (mean, se) of the model as it is now, and L_forget for a file."""
+    """gap, L_R, L_H, L_V (mean, se) of the model as it is now, L_forget for a file, and the
+    greedy extraction rate of the forget set (prefix 32, continuation 32, as in studies)."""
+    from ..memorization import extraction
+
     sets = sets_of(target.mixture)
     sums = {k: document_nll(target.model, s) for k, s in sets.items()}
     out = summarize_mode(sums, sets)
+    docs = forget if forget is not None else target.mixture.repeated
     if forget is not None:
         out["L_forget"] = list(mean_nll(document_nll(target.model, forget),
                                         forget.predicted_tokens))
+    context = target.model.config.max_position_embeddings
+    suffix = min(32, context // 2)
+    prefix = min(32, context - 1 - suffix)
+    row = extraction(target.model, docs, (prefix,), suffix)["by_prefix"][prefix]
+    out["extraction"] = {"prefix": prefix, "suffix": suffix, "rate": [row["rate"], row["rate_se"]],
+                         "rouge_l": [row["rouge_l"], row["rouge_l_se"]]}
     return out
+
+
+def relearning(target: Target, forget: DocSet) -> dict | None:
+    """Fine-tuning steps on the forget set until its loss is back at the trained model's."""
+    from ..assess import RELEARN
+    from ..memorization import relearn_steps
+
+    if target.before is None or forget is not target.mixture.repeated:
+        return None  # the trained model's loss on a custom forget file is not stored
+    result = relearn_steps(target.model, forget, target.before["L_R"][0], **RELEARN)
+    return {k: result[k] for k in ("steps", "target", "initial_loss", "final_loss", "max_steps")}
 
 
 def unlearn(target: Target, name: str, strengths: list[float],
             overrides: dict[str, str] | None = None, forget_file: Path | None = None,
-            progress: bool = True) -> list[dict]:
+            progress: bool = True, relearn: bool = False) -> list[dict]:
     """Run method ``name`` at every strength; return (and write) one result per strength.
 
-    The target's model is restored to its trained weights afterwards.
+    With ``relearn``, each result also gets the fine-tuning steps on R until L(R) is back at
+    the trained model's. The target's model is restored to its trained weights afterwards.
     """
     method = get(name)
     if not strengths:
@@ -196,7 +221,7 @@ def unlearn(target: Target, name: str, strengths: list[float],
     retain = retain_set(target.mixture, RETAIN_DOCUMENTS, RETAIN_SEED)
     data = UnlearnData(forget, retain, target.device)
     out_dir = result_dir(target, name, custom)
-    common = {"method": name, "params": dataclasses.asdict(params),
+    common = {"version": VERSION, "method": name, "params": dataclasses.asdict(params),
               "forget": ids_digest(forget.ids), "retain": [RETAIN_DOCUMENTS, RETAIN_SEED],
               "weights": target.weights}
     keys = {s: fingerprint({**common, "strength": float(s)}) for s in strengths}
@@ -205,7 +230,7 @@ def unlearn(target: Target, name: str, strengths: list[float],
         path = out_dir / f"{strength_label(strength)}.json"
         if path.is_file():
             saved = json.loads(path.read_text())
-            if saved.get("fingerprint") == keys[strength]:
+            if saved.get("fingerprint") == keys[strength] and (not relearn or "relearn" in saved):
                 results[float(strength)] = saved
                 if progress:
                     print(f"[{name}] strength {strength_label(strength)} finished earlier; "
@@ -223,6 +248,8 @@ def unlearn(target: Target, name: str, strengths: list[float],
                 eval_watch = Stopwatch()
                 with eval_watch:
                     metrics = evaluate_target(target, custom)
+                if relearn:
+                    metrics["relearn"] = relearning(target, forget)
                 result = {
                     "method": name, "description": method.description,
                     "strength": step.strength, "strength_name": method.strength_name,

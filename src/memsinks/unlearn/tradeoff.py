@@ -84,7 +84,28 @@ def reference_points(run_dir: Path) -> dict[str, dict]:
         values = methods.get(name, {}).get("modes", {}).get(mode)
         if values is not None:
             out[label] = {k: values[k] for k in ("gap", "L_R", "L_H", "L_V")}
+            assessed = (methods[name].get("assessment") or {}).get("modes", {}).get(mode)
+            if assessed is not None:
+                rates = assessed["extraction"]["R"]
+                k = "32" if "32" in rates else max(rates, key=int)
+                out[label]["extraction"] = {"rate": rates[k]["rate"]}
+            relearn = (methods[name].get("assessment") or {}).get("relearn")
+            if relearn is not None and (mode != "off" or name == "dedup"):
+                out[label]["relearn"] = relearn
     return out
+
+
+RELEARN_BUDGET = 1.10  # relearning is measured at the strongest point within +10% of L(V)
+
+
+def relearn_choice(points: list[dict], before: dict | None) -> dict | None:
+    """The strongest point whose L(V) is within RELEARN_BUDGET of the trained model's."""
+    if before is None or not points:
+        return None
+    budget = RELEARN_BUDGET * before["L_V"][0]
+    inside = [p for p in points if p["L_V"][0] <= budget]
+    return max(inside, key=lambda p: p["strength"]) if inside else min(
+        points, key=lambda p: p["strength"])
 
 
 def sweep_seconds(name: str, points: list[dict], kind: str = "") -> float:
@@ -124,8 +145,13 @@ def run_tradeoff(run_dirs: list[Path], methods: list[str] | None = None,
             started = time.perf_counter()
             results = unlearn(target, name, grids[name], overrides.get(name), progress=progress)
             points = [{k: r.get(k, float("nan")) for k in (
-                "strength", "gap", "L_R", "L_H", "L_V", "wall_seconds", "cpu_seconds",
-                "eval_seconds", "eval_cpu_seconds")} for r in results]
+                "strength", "gap", "L_R", "L_H", "L_V", "extraction", "wall_seconds",
+                "cpu_seconds", "eval_seconds", "eval_cpu_seconds")} for r in results]
+            chosen = relearn_choice(points, target.before)
+            if chosen is not None:
+                again = unlearn(target, name, [chosen["strength"]], overrides.get(name),
+                                progress=progress, relearn=True)[0]
+                chosen["relearn"] = again.get("relearn")
             per_method[name] = {
                 "strength_name": get(name).strength_name,
                 "params": results[0]["params"] if results else {},
@@ -152,6 +178,21 @@ def _pm(pair: list[float]) -> str:
     return f"{pair[0]:.4f} ± {pair[1]:.4f}"
 
 
+def _extracted(point: dict) -> str:
+    value = point.get("extraction")
+    if not isinstance(value, dict):
+        return "—"
+    mean, se = value["rate"]
+    return f"{100 * mean:.1f}% ± {100 * se:.1f}"
+
+
+def _relearned(point: dict) -> str:
+    relearn = point.get("relearn")
+    if not relearn:
+        return ""
+    return str(relearn["steps"]) if relearn["steps"] is not None else f"> {relearn['max_steps']}"
+
+
 def render(result: dict) -> str:
     lines = ["# Post-hoc baselines: memorization left against general ability", "",
              "gap = L(H) - L(R) on the repeated set R (memorization left; lower is better), "
@@ -159,22 +200,29 @@ def render(result: dict) -> str:
              "± one standard error over documents. Seconds: producing the unlearned model "
              "from the trained one (evaluation excluded), wall clock and CPU (all threads; "
              "robust to other load on the machine); a sweep's seconds include its "
-             "evaluations and count shared work (one scoring, one fine-tuning run) once.", ""]
+             "evaluations and count shared work (one scoring, one fine-tuning run) once. "
+             "Extractable R: greedy continuation of 32 tokens from BOS + the first 32 "
+             "reproduces a document exactly. Relearn steps: fine-tuning on R (lr 1e-3, 16 "
+             "documents a step) until L(R) is back at the trained model's, measured for each "
+             "method at its strongest point within +10% of the trained model's L(V), and for "
+             "the reference models as in their study.", ""]
     for kind, panel in result["panels"].items():
-        lines += [f"## {kind} R (`{panel['run_dir']}`)", "", "| model | gap | L(V) | L(R) |",
-                  "|---|---|---|---|"]
+        lines += [f"## {kind} R (`{panel['run_dir']}`)", "",
+                  "| model | gap | L(V) | L(R) | extractable R | relearn steps |",
+                  "|---|---|---|---|---|---|"]
         for label, ref in panel["references"].items():
             lines.append(f"| {label} | {_pm(ref['gap'])} | {_pm(ref['L_V'])} | "
-                         f"{ref['L_R'][0]:.4f} |")
+                         f"{ref['L_R'][0]:.4f} | {_extracted(ref)} | {_relearned(ref)} |")
         missing = [label for label, *_ in REFERENCES if label not in panel["references"]]
         if missing:
             lines += ["", f"Not in this study's results.json: {', '.join(missing)}."]
-        lines += ["", "| method | strength | gap | L(V) | L(R) | seconds | CPU seconds |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += ["", "| method | strength | gap | L(V) | L(R) | extractable R | relearn steps "
+                  "| seconds | CPU seconds |", "|---|---|---|---|---|---|---|---|---|"]
         for name, entry in panel["methods"].items():
             for p in entry["points"]:
                 lines.append(f"| {name} | {p['strength']:g} | {_pm(p['gap'])} | "
-                             f"{_pm(p['L_V'])} | {p['L_R'][0]:.4f} | {p['wall_seconds']:.1f} | "
+                             f"{_pm(p['L_V'])} | {p['L_R'][0]:.4f} | {_extracted(p)} | "
+                             f"{_relearned(p)} | {p['wall_seconds']:.1f} | "
                              f"{p['cpu_seconds']:.1f} |")
         lines += ["", "| method | strength is | sweep seconds | sweep CPU seconds |",
                   "|---|---|---|---|"]
@@ -188,58 +236,76 @@ def render(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+METRICS = (("gap", "gap L(H) - L(R): memorization left"),
+           ("extraction", "extractable R (k=32): memorization left"))
+
+
+def _value(point: dict, metric: str) -> tuple[float, float] | None:
+    if metric == "gap":
+        return tuple(point["gap"])
+    value = point.get("extraction")
+    return tuple(value["rate"]) if isinstance(value, dict) else None
+
+
 def plot(result: dict, path: Path) -> None:
+    """Rows: gap and extraction rate against L(V); columns: natural and canary R."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     panels = result["panels"]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.0 * len(panels), 5.2), squeeze=False)
+    fig, axes = plt.subplots(len(METRICS), len(panels), figsize=(6.0 * len(panels), 9.4),
+                             squeeze=False)
     colours = plt.get_cmap("Dark2")  # apart from the references' black, red and blue
-    for ax, (kind, panel) in zip(axes[0], panels.items(), strict=True):
-        refs = panel["references"]
-        ref_lv = [r["L_V"][0] for r in refs.values()]
-        ref_gap = [r["gap"][0] for r in refs.values()]
-        all_lv = [p["L_V"][0] for e in panel["methods"].values() for p in e["points"]]
-        low = min(all_lv + ref_lv)
-        # ascent can drive L(V) far off; keep the axes on the interesting range
-        high = max(ref_lv) + 0.5 if ref_lv else max(all_lv)
-        shown_gaps = list(ref_gap)
-        clipped = 0
-        for index, (name, entry) in enumerate(panel["methods"].items()):
-            points = sorted(entry["points"], key=lambda p: p["strength"])
-            shown = [p for p in points if p["L_V"][0] <= high]
-            clipped += len(points) - len(shown)
-            shown_gaps += [p["gap"][0] for p in shown]
-            ax.errorbar([p["L_V"][0] for p in shown], [p["gap"][0] for p in shown],
-                        yerr=[p["gap"][1] for p in shown], marker="o", ms=4, lw=1.2,
-                        capsize=2, color=colours(index % 8), label=name)
-        for label, _, _, marker, colour in REFERENCES:
-            if label in refs:
-                ref = refs[label]
-                ax.errorbar([ref["L_V"][0]], [ref["gap"][0]], xerr=[ref["L_V"][1]],
-                            yerr=[ref["gap"][1]], marker=marker, ms=11, color=colour,
+    for row, (metric, ylabel) in enumerate(METRICS):
+        for ax, (kind, panel) in zip(axes[row], panels.items(), strict=True):
+            refs = panel["references"]
+            ref_lv = [r["L_V"][0] for r in refs.values()]
+            all_lv = [p["L_V"][0] for e in panel["methods"].values() for p in e["points"]]
+            low = min(all_lv + ref_lv)
+            # ascent can drive L(V) far off; keep the axes on the interesting range
+            high = max(ref_lv) + 0.5 if ref_lv else max(all_lv)
+            shown_values: list[float] = []
+            clipped = 0
+            for index, (name, entry) in enumerate(panel["methods"].items()):
+                points = sorted(entry["points"], key=lambda p: p["strength"])
+                shown = [p for p in points
+                         if p["L_V"][0] <= high and _value(p, metric) is not None]
+                clipped += len(points) - len(shown)
+                values = [_value(p, metric) for p in shown]
+                shown_values += [v[0] for v in values]
+                ax.errorbar([p["L_V"][0] for p in shown], [v[0] for v in values],
+                            yerr=[v[1] for v in values], marker="o", ms=4, lw=1.2,
+                            capsize=2, color=colours(index % 8), label=name)
+            for label, _, _, marker, colour in REFERENCES:
+                ref = refs.get(label)
+                value = _value(ref, metric) if ref is not None else None
+                if value is None:
+                    continue
+                shown_values.append(value[0])
+                ax.errorbar([ref["L_V"][0]], [value[0]], xerr=[ref["L_V"][1]],
+                            yerr=[value[1]], marker=marker, ms=11, color=colour,
                             ls="none", label=label, zorder=5)
-        ax.axhline(0, color="gray", lw=0.8, ls=":")
-        ax.set_xlim(low - 0.02 * (high - low + 1e-3), high)
-        bottom, top = min([0.0, *shown_gaps]), max([0.0, *shown_gaps])
-        margin = 0.08 * (top - bottom + 1e-3)
-        ax.set_ylim(bottom - margin, top + margin)
-        title = f"{kind} R"
-        if clipped:
-            plural = "s" * (clipped > 1)
-            title += f" ({clipped} point{plural} beyond the L(V) axis; see tradeoff.md)"
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("L(V): validation loss (nats/token)")
-        ax.set_ylabel("gap L(H) - L(R): memorization left")
+            ax.axhline(0, color="gray", lw=0.8, ls=":")
+            ax.set_xlim(low - 0.02 * (high - low + 1e-3), high)
+            bottom, top = min([0.0, *shown_values]), max([0.0, *shown_values])
+            margin = 0.08 * (top - bottom + 1e-3)
+            ax.set_ylim(bottom - margin, top + margin)
+            title = f"{kind} R"
+            if clipped:
+                plural = "s" * (clipped > 1)
+                title += f" ({clipped} point{plural} not shown; see tradeoff.md)"
+            ax.set_title(title, fontsize=10)
+            ax.set_xlabel("L(V): validation loss (nats/token)")
+            ax.set_ylabel(ylabel)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    for ax in axes[0][1:]:  # a reference missing from the first panel still gets its entry
+    for ax in axes.flat[1:]:  # a reference missing from the first panel still gets its entry
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             if label not in labels:
                 handles.append(handle)
                 labels.append(label)
     fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.14, 1, 1))
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
