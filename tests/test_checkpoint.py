@@ -104,3 +104,22 @@ def test_an_unfinished_write_leaves_the_previous_checkpoint(tmp_path):
     assert ckpt.latest(tmp_path).name == "step-2"
     (tmp_path / "latest").unlink()
     assert ckpt.latest(tmp_path).name == "step-2"
+
+
+def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    mixture, config, model, sinks, recipe = _setup(steps=12)
+
+    def poison_after_step_8(step):
+        if step == 8:
+            with torch.no_grad():
+                model.model.embed_tokens.weight.fill_(float("nan"))
+        return {}
+
+    config.eval_every = 4
+    # the weights go bad after step 8: its checkpoint is refused, step 4's is kept
+    with pytest.raises(FloatingPointError, match="last good checkpoint is kept"):
+        train(model, mixture, config, recipe, sinks=sinks, log_path=tmp_path / "a.jsonl",
+              evaluate=poison_after_step_8, checkpoint_dir=tmp_path / "ck", fingerprint="f")
+    weights, _, state = ckpt.load(ckpt.latest(tmp_path / "ck"))
+    assert state["step"] == 4
+    assert all(torch.isfinite(w).all() for w in weights.values())

@@ -16,8 +16,8 @@ def study(tmp_path_factory):
 
 
 def test_study_writes_everything(study):
-    for name in ("config.yaml", "manifest.json", "results.json", "report.md", "curves.png",
-                 "gap.png", "tokenizer.json"):
+    for name in ("config.yaml", "run.json", "manifest.json", "results.json", "report.md",
+                 "curves.png", "gap.png", "tokenizer.json"):
         assert (study / name).is_file(), name
     results = json.loads((study / "results.json").read_text())
     assert set(results["methods"]) == {"standard", "dedup", "memsinks", "memsinks-repeated",

@@ -293,6 +293,13 @@ def run_study(config: StudyConfig, progress: bool = True, reuse_root: Path | Non
     manifest = mixture.manifest()
     if world.main:
         atomic_write(run_dir / "config.yaml", config_io.dump(config))
+        # provenance written before any training, so a crashed run still says what it was
+        atomic_write(run_dir / "run.json", json.dumps(
+            {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+             "command": sys.argv, "world_size": world.size, "seed": {
+                 "data": config.data.seed, "init": config.train.seed,
+                 "sinks": config.sinks.seed},
+             "environment": environment()}, indent=1))
         atomic_write(run_dir / "manifest.json", json.dumps(manifest, indent=1))
         mixture.save_tokenizer(run_dir)
     parallel.barrier(world)

@@ -253,6 +253,10 @@ def train(model: torch.nn.Module, mixture: Mixture, config: TrainConfig,
 
     def save_checkpoint(step: int) -> None:
         weights = parallel.full_model_state(model, strategy)
+        if not all(torch.isfinite(w).all() for w in weights.values()):
+            raise FloatingPointError(f"the weights became non-finite by step {step}; lower "
+                                     "train.lr or raise train.warmup_steps (the last good "
+                                     "checkpoint is kept)")
         optimizer_state = parallel.full_optimizer_state(model, optimizer, strategy)
         if world.main:
             ckpt.save(checkpoint_dir, step, weights, optimizer_state, {
