@@ -60,6 +60,10 @@ def test_every_method_gets_memorization_metrics_in_its_static_modes(study):
             source = "standard" if name == "dedup" else name
             assert relearn["target"] == pytest.approx(
                 results["methods"][source]["modes"][full]["L_R"][0])
+            if name != "dedup":
+                again = assessment["relearn_standard"]
+                assert again["target"] == pytest.approx(
+                    results["methods"]["standard"]["modes"]["off"]["L_R"][0])
         else:
             assert relearn is None
 

@@ -18,7 +18,7 @@ from .methods import METHODS, Method
 from .mixture import Mixture
 from .sinks import Sinks, drop_sinks
 
-VERSION = 2
+VERSION = 3
 PREFIXES = (8, 16, 32)
 SUFFIX = 32
 RELEARN = {"lr": 1e-3, "batch_size": 16, "max_steps": 100, "eval_every": 2}

@@ -342,9 +342,13 @@ def ensure_assessment(config: StudyConfig, mixture: Mixture, name: str, method_d
     from . import assess
 
     target = assess.relearn_target(name, per_method)
+    standard = (per_method["standard"]["modes"]["off"]["L_R"][0]
+                if "standard" in per_method and METHODS[name].removable else None)
     current = metrics.get("assessment") or {}
     if current.get("version") == assess.VERSION and (
-            target is None or (current.get("relearn") or {}).get("target") == target):
+            target is None or (current.get("relearn") or {}).get("target") == target) and (
+            standard is None or (current.get("relearn_standard") or {}).get("target")
+            == standard):
         return
     started = time.time()
     model, sinks = load_model(method_dir / "model")
@@ -353,7 +357,10 @@ def ensure_assessment(config: StudyConfig, mixture: Mixture, name: str, method_d
     assessment = {"version": assess.VERSION,
                   "modes": assess.assess_modes(model, sinks, method, mixture),
                   "relearn": (assess.relearning(model, sinks, mixture, target)
-                              if target is not None else None)}
+                              if target is not None else None),
+                  # the yardstick of dedup and the post-hoc baselines: standard training's L(R)
+                  "relearn_standard": (assess.relearning(model, sinks, mixture, standard)
+                                       if standard is not None else None)}
     assessment["seconds"] = time.time() - started
     metrics["assessment"] = assessment
     stored = {k: v for k, v in metrics.items() if k != "nll"}
@@ -368,6 +375,7 @@ def load_model(model_dir: Path):
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir} holds no saved model (config.json); train the "
                                 "method first with `memsinks run` or `memsinks train`")

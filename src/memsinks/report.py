@@ -92,16 +92,23 @@ def memorization_table(results: dict) -> list[str]:
     base = results["methods"].get("standard", {}).get("tokens_per_s")
     head = ("| method | mode | extractable R (k=32) | extractable H | ROUGE-L R | "
             "AUROC LOSS | AUROC zlib | AUROC Min-K% | AUROC Min-K%++ | TPR@1%FPR (LOSS) | "
-            + ("exposure (bits) | " if canary else "") + "relearn steps | cost vs standard |")
+            + ("exposure (bits) | " if canary else "") + "relearn steps (own level / standard's) | "
+            "cost vs standard |")
     lines = ["", "## Memorization beyond loss", "", head,
              "|---|---|" + "---|" * (head.count("|") - 3)]
     for name, m in rows:
         a = m["assessment"]
         relearn = a.get("relearn")
-        steps = "—"
-        if relearn is not None:
-            steps = (str(relearn["steps"]) if relearn["steps"] is not None
-                     else f"> {relearn['max_steps']}")
+
+        def count(result: dict | None) -> str:
+            if result is None:
+                return "—"
+            return (str(result["steps"]) if result["steps"] is not None
+                    else f"> {result['max_steps']}")
+
+        steps = count(relearn)
+        if a.get("relearn_standard") is not None:
+            steps += f" / {count(a['relearn_standard'])}"
         cost = f"{base / m['tokens_per_s']:.2f}×" if base else "—"
         for mode, v in a["modes"].items():
             r, h = v["extraction"]["R"], v["extraction"]["H"]
@@ -125,8 +132,9 @@ def memorization_table(results: dict) -> list[str]:
               f"{results['config']['data']['n_repeated']} non-members TPR at 1% FPR is TPR at "
               "the highest non-member score. Relearning: fine-tuning steps on R until L(R) is "
               "back at its level before removal (the model as trained: each document with its "
-              "own sinks; standard training's for dedup). Cost: training time per token "
-              "relative to standard."]
+              "own sinks; standard training's for dedup), and, after the slash, until it is "
+              "back at standard training's L(R), the yardstick of dedup and post-hoc methods. "
+              "Cost: training time per token relative to standard."]
     return lines
 
 

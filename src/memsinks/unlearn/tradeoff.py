@@ -89,7 +89,9 @@ def reference_points(run_dir: Path) -> dict[str, dict]:
                 rates = assessed["extraction"]["R"]
                 k = "32" if "32" in rates else max(rates, key=int)
                 out[label]["extraction"] = {"rate": rates[k]["rate"]}
-            relearn = (methods[name].get("assessment") or {}).get("relearn")
+            assessment = methods[name].get("assessment") or {}
+            # the post-hoc methods' yardstick: back to standard training's L(R)
+            relearn = assessment.get("relearn_standard") or assessment.get("relearn")
             if relearn is not None and (mode != "off" or name == "dedup"):
                 out[label]["relearn"] = relearn
     return out
@@ -204,8 +206,8 @@ def render(result: dict) -> str:
              "Extractable R: greedy continuation of 32 tokens from BOS + the first 32 "
              "reproduces a document exactly. Relearn steps: fine-tuning on R (lr 1e-3, 16 "
              "documents a step) until L(R) is back at the trained model's, measured for each "
-             "method at its strongest point within +10% of the trained model's L(V), and for "
-             "the reference models as in their study.", ""]
+             "method at its strongest point within +10% of the trained model's L(V); for the "
+             "reference models, until L(R) is back at standard training's.", ""]
     for kind, panel in result["panels"].items():
         lines += [f"## {kind} R (`{panel['run_dir']}`)", "",
                   "| model | gap | L(V) | L(R) | extractable R | relearn steps |",
