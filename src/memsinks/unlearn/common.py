@@ -375,3 +375,34 @@ def weights_digest(model: nn.Module) -> str:
 def strength_label(strength: float) -> str:
     """File-name form of a strength: 0.01 -> '0.01', 20 -> '20'."""
     return f"{strength:g}"
+
+
+def learn_neuron_gates(model: nn.Module, data: UnlearnData, learned: list[torch.Tensor],
+                       gate_of_layer: Callable[[int], torch.Tensor | None],
+                       penalty: Callable[[], torch.Tensor], weight: float, params: Any,
+                       before_step: Callable[[], None] = lambda: None) -> dict:
+    """Learn per-neuron gates on the forget set: LM loss + ``weight`` x ``penalty`` with Adam.
+
+    The model's weights stay frozen; ``before_step`` may resample stochastic gates. Stops
+    early once the penalty falls below ``params.stop_at``; returns the run's losses.
+    """
+    optimizer = torch.optim.Adam(learned, lr=params.lr)
+    history = {"penalty_start": penalty().detach().item(), "lm_loss": [], "penalty": []}
+    stream = batches(data.forget, params.batch_size, params.seed, data.device)
+    was_training = model.training
+    model.eval()
+    with frozen_weights(model), neuron_gates(model, gate_of_layer):
+        for _ in range(params.steps):
+            before_step()
+            loss = lm_loss(model, next(stream))
+            (loss + weight * penalty()).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            history["lm_loss"].append(round(loss.item(), 5))
+            history["penalty"].append(round(penalty().detach().item(), 5))
+            if history["penalty"][-1] < params.stop_at:
+                break
+    model.train(was_training)
+    history["penalty_end"] = penalty().detach().item()
+    history["steps_run"] = len(history["penalty"])
+    return history

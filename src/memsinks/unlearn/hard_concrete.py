@@ -24,15 +24,7 @@ import torch
 from torch import nn
 
 from . import register
-from .common import (
-    NeuronLocalization,
-    UnlearnData,
-    batches,
-    frozen_weights,
-    lm_loss,
-    mlp_layers,
-    neuron_gates,
-)
+from .common import NeuronLocalization, UnlearnData, learn_neuron_gates, mlp_layers
 
 LOW, HIGH = -0.1, 1.1  # the stretch interval of the hard concrete distribution
 
@@ -76,33 +68,18 @@ def train_gates(model: nn.Module, data: UnlearnData, params: HardConcreteParams
     log_alphas = [torch.full((m.down_proj.in_features,), init, device=device,
                              requires_grad=True) for m in layers]
     learned = log_alphas[params.start_layer:]
-    optimizer = torch.optim.Adam(learned, lr=params.lr)
     generator = torch.Generator().manual_seed(params.seed)
+    gates: list[torch.Tensor | None] = [None] * len(layers)
 
     def penalty() -> torch.Tensor:
         return torch.cat([open_probability(a, params.temperature) for a in learned]).mean()
 
-    history = {"penalty_start": penalty().detach().item(), "lm_loss": [], "penalty": []}
-    stream = batches(data.forget, params.batch_size, params.seed, device)
-    gates: list[torch.Tensor | None] = [None] * len(layers)
-    was_training = model.training
-    model.eval()
-    with frozen_weights(model), neuron_gates(model, lambda i: gates[i]):
-        for _ in range(params.steps):
-            for i in range(params.start_layer, len(layers)):
-                gates[i] = sample_gate(log_alphas[i], params.temperature, generator)
-            loss = lm_loss(model, next(stream))
-            reg = penalty()
-            (loss + params.l0_weight * reg).backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            history["lm_loss"].append(round(loss.item(), 5))
-            history["penalty"].append(round(penalty().detach().item(), 5))
-            if history["penalty"][-1] < params.stop_at:
-                break
-    model.train(was_training)
-    history["penalty_end"] = penalty().detach().item()
-    history["steps_run"] = len(history["penalty"])
+    def resample() -> None:
+        for i in range(params.start_layer, len(layers)):
+            gates[i] = sample_gate(log_alphas[i], params.temperature, generator)
+
+    history = learn_neuron_gates(model, data, learned, lambda i: gates[i], penalty,
+                                 params.l0_weight, params, before_step=resample)
     return [a.detach() for a in log_alphas], history
 
 

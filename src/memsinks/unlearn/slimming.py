@@ -24,15 +24,7 @@ import torch
 from torch import nn
 
 from . import register
-from .common import (
-    NeuronLocalization,
-    UnlearnData,
-    batches,
-    frozen_weights,
-    lm_loss,
-    mlp_layers,
-    neuron_gates,
-)
+from .common import NeuronLocalization, UnlearnData, learn_neuron_gates, mlp_layers
 
 
 @dataclass(frozen=True)
@@ -54,30 +46,13 @@ def train_coefficients(model: nn.Module, data: UnlearnData, params: SlimmingPara
     coefficients = [torch.ones(m.down_proj.in_features, device=device, requires_grad=True)
                     for m in layers]
     gated = coefficients[params.start_layer:]
-    optimizer = torch.optim.Adam(gated, lr=params.lr)
 
     def penalty() -> torch.Tensor:
         return torch.cat([c.abs() for c in gated]).mean()
 
-    history = {"penalty_start": penalty().detach().item(), "lm_loss": [], "penalty": []}
-    stream = batches(data.forget, params.batch_size, params.seed, device)
-    was_training = model.training
-    model.eval()
-    with frozen_weights(model), neuron_gates(
-            model, lambda i: coefficients[i] if i >= params.start_layer else None):
-        for _ in range(params.steps):
-            loss = lm_loss(model, next(stream))
-            reg = penalty()
-            (loss + params.l1_weight * reg).backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            history["lm_loss"].append(round(loss.item(), 5))
-            history["penalty"].append(round(penalty().detach().item(), 5))
-            if history["penalty"][-1] < params.stop_at:
-                break
-    model.train(was_training)
-    history["penalty_end"] = penalty().detach().item()
-    history["steps_run"] = len(history["penalty"])
+    history = learn_neuron_gates(
+        model, data, gated, lambda i: coefficients[i] if i >= params.start_layer else None,
+        penalty, params.l1_weight, params)
     return [c.detach() for c in coefficients], history
 
 
