@@ -123,3 +123,30 @@ def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     weights, _, state = ckpt.load(ckpt.latest(tmp_path / "ck"))
     assert state["step"] == 4
     assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_the_command_line_exits_143_on_sigterm_and_a_rerun_resumes(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    args = [sys.executable, "-m", "memsinks.cli", "run", "configs/smoke.yaml",
+            f"out_dir={tmp_path}", "methods=[standard]", "train.steps=200",
+            "train.checkpoint_every=25", "train.eval_every=0", "train.threads=1", "--quiet"]
+    process = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "smoke" / "standard" / "log.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not log.is_file() or
+                                      len(log.read_text().splitlines()) < 10):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    assert "rerun the same command to resume" in err and "Traceback" not in err
+    stopped_at = ckpt.latest(tmp_path / "smoke" / "standard" / "checkpoint")
+    assert stopped_at is not None
+    again = subprocess.run(args[:-1], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert f"resuming from {stopped_at}" in again.stdout
+    steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    assert steps == list(range(1, 201))
