@@ -69,15 +69,26 @@ def assess_modes(model: torch.nn.Module, sinks: Sinks | None, method: Method,
 
 
 def relearning(model: torch.nn.Module, sinks: Sinks | None, mixture: Mixture,
-               target: float) -> dict:
-    """Steps of fine-tuning on R until the removed model's L(R) is back at ``target``."""
+               targets: dict[str, float]) -> dict[str, dict]:
+    """Steps of fine-tuning on R until the removed model's L(R) is back at each target.
+
+    One run to the lowest target serves them all: the same seeded batches and evaluations
+    pass every higher target on the way, at the step a separate run would stop.
+    """
     plain = drop_sinks(model, sinks) if sinks is not None else model
-    result = mem.relearn_steps(plain, mixture.repeated, target, lr=RELEARN["lr"],
-                               batch_size=RELEARN["batch_size"],
+    result = mem.relearn_steps(plain, mixture.repeated, min(targets.values()),
+                               lr=RELEARN["lr"], batch_size=RELEARN["batch_size"],
                                max_steps=RELEARN["max_steps"],
                                eval_every=RELEARN["eval_every"])
-    return {key: result[key] for key in ("steps", "target", "initial_loss", "final_loss",
-                                         "max_steps", "lr", "batch_size")}
+    out = {}
+    for name, target in targets.items():
+        reached = next((p for p in result["curve"] if p["loss"] <= target), None)
+        last = reached or result["curve"][-1]
+        out[name] = {"steps": reached["step"] if reached else None, "target": target,
+                     "initial_loss": result["initial_loss"], "final_loss": last["loss"],
+                     "max_steps": result["max_steps"], "lr": result["lr"],
+                     "batch_size": result["batch_size"]}
+    return out
 
 
 def relearn_target(name: str, per_method: dict[str, dict]) -> float | None:

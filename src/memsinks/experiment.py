@@ -354,13 +354,15 @@ def ensure_assessment(config: StudyConfig, mixture: Mixture, name: str, method_d
     model, sinks = load_model(method_dir / "model")
     model.to(resolve_device(config.train.device)).eval()
     method = METHODS[name]
+    targets = {key: value for key, value in (("relearn", target),
+                                             ("relearn_standard", standard))
+               if value is not None}
+    relearned = assess.relearning(model, sinks, mixture, targets) if targets else {}
     assessment = {"version": assess.VERSION,
                   "modes": assess.assess_modes(model, sinks, method, mixture),
-                  "relearn": (assess.relearning(model, sinks, mixture, target)
-                              if target is not None else None),
+                  "relearn": relearned.get("relearn"),
                   # the yardstick of dedup and the post-hoc baselines: standard training's L(R)
-                  "relearn_standard": (assess.relearning(model, sinks, mixture, standard)
-                                       if standard is not None else None)}
+                  "relearn_standard": relearned.get("relearn_standard")}
     assessment["seconds"] = time.time() - started
     metrics["assessment"] = assessment
     stored = {k: v for k, v in metrics.items() if k != "nll"}

@@ -211,7 +211,7 @@ def _decoder_layers(model: nn.Module) -> list[nn.Module]:
     inner = getattr(model, "model", model)
     layers = getattr(inner, "layers", None)
     if layers is None or not all(hasattr(layer.mlp, "down_proj") for layer in layers):
-        raise TypeError("sinks attach to Llama-family models (layers[i].mlp.down_proj); "
+        raise TypeError("memsinks needs a Llama-family model (layers[i].mlp.down_proj); "
                         f"got {type(model).__name__}")
     return list(layers)
 

@@ -26,7 +26,7 @@ import yaml
 from torch import nn
 
 from ..mixture import DocSet, Mixture
-from ..sinks import document_id
+from ..sinks import _decoder_layers, document_id
 from ..train import Batch, collate
 
 # -- the model and its MLPs ------------------------------------------------------------------
@@ -34,12 +34,7 @@ from ..train import Batch, collate
 
 def mlp_layers(model: nn.Module) -> list[nn.Module]:
     """The MLP of every decoder layer of a Llama-family model."""
-    inner = getattr(model, "model", model)
-    layers = getattr(inner, "layers", None)
-    if layers is None or not all(hasattr(layer.mlp, "down_proj") for layer in layers):
-        raise TypeError("post-hoc baselines need a Llama-family model "
-                        f"(layers[i].mlp.down_proj); got {type(model).__name__}")
-    return [layer.mlp for layer in layers]
+    return [layer.mlp for layer in _decoder_layers(model)]
 
 
 @contextmanager
