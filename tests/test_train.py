@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from memsinks.analysis import forgetting
+from memsinks.analysis import forgetting_rate
 from memsinks.config import DataConfig, TrainConfig
 from memsinks.mixture import BOS, EOS, PAD, Mixture
 from memsinks.model import ModelConfig, build_model
@@ -61,20 +61,34 @@ def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
         train(model, mixture, TrainConfig(steps=4, batch_size=4), log_path=tmp_path / "log.jsonl")
 
 
-def test_forgetting_bins_the_excess_by_steps_since_last_seen():
-    # two documents seen at steps 0, 10, 20; the excess decays linearly with time since seen
-    occurrences = [[0, 10, 20], [5, 15, 25]]
+def _forgetting_panel(rate: float, noise: float, seed: int = 0) -> dict:
+    """32 documents repeated every 20 steps with their own offsets; a document's excess is its
+    own level, plus a level all documents share that grows with training, minus ``rate`` per
+    step since it was last seen, plus noise."""
+    rng = np.random.default_rng(seed)
+    occurrences = [list(range(offset, 400, 20)) for offset in rng.integers(0, 20, 32)]
+    level = rng.normal(0.3, 0.1, 32)
     curve = []
-    for step in range(20, 31, 2):
+    for step in range(200, 401, 17):
         docs = []
-        for occ in occurrences:
+        for doc, occ in enumerate(occurrences):
             since = step - 1 - max(s for s in occ if s < step)
-            docs.append(1.0 - (0.5 - 0.05 * since))  # L_H - loss = 0.5 - 0.05 * since
-        curve.append({"step": step, "off": {"L_H": 1.0, "R_docs": docs}})
-    result = forgetting({"curve": curve, "r_occurrences": occurrences, "modes": {"off": {}}},
-                        start_fraction=0.0, bins=2)
-    since, excess = result["off"]["since"], result["off"]["gap"]
-    assert since == [2.5, 7.5]
-    # bin [0, 5): steps since 1, 3 (doc 0) and 4, 0, 2, 4 (doc 1); bin [5, 10): 9, 5, 7, 9, 6, 8
-    assert excess == pytest.approx([0.5 - 0.05 * 14 / 6, 0.5 - 0.05 * 44 / 6])
-    assert forgetting({"curve": [], "modes": {"off": {}}}) == {}
+            excess = level[doc] + 0.001 * step - rate * since + rng.normal(0, noise)
+            docs.append(2.0 - excess)
+        curve.append({"step": step, "off": {"L_H": 2.0, "R_docs": docs}})
+    return {"curve": curve, "r_occurrences": occurrences, "modes": {"off": {}}}
+
+
+def test_forgetting_rate_recovers_the_loss_between_repetitions():
+    # without noise the regression is exact: 0.002 per step x 20 steps between repetitions
+    exact = forgetting_rate(_forgetting_panel(0.002, 0.0), resamples=20)["off"]
+    assert exact["spacing"] == 20 and exact["lost"] == pytest.approx(0.04)
+    assert exact["lost_se"] == pytest.approx(0.0, abs=1e-9)
+    # the figure's bins fall by the same rate: bin centres 10/6 apart, 0.002 per step
+    assert np.diff(exact["excess"]) == pytest.approx(-0.002 * np.diff(exact["since"]), abs=2e-3)
+    # document levels and the shared trend do not leak into the slope; noise widens the error
+    noisy = forgetting_rate(_forgetting_panel(0.002, 0.02), resamples=200)["off"]
+    assert abs(noisy["lost"] - 0.04) < 3 * noisy["lost_se"] and noisy["lost_se"] > 0.001
+    none = forgetting_rate(_forgetting_panel(0.0, 0.02, seed=1), resamples=200)["off"]
+    assert abs(none["lost"]) < 3 * none["lost_se"]
+    assert forgetting_rate({"curve": [], "modes": {"off": {}}}) == {}

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .analysis import forgetting  # noqa: E402
+from .analysis import forgetting_rate  # noqa: E402
 
 MODE_NAMES = {"off": "full model", "keep": "sinks kept (x p_active)", "drop": "sinks dropped",
               "own": "own training mask"}
@@ -193,16 +195,43 @@ def render(results: dict) -> str:
               "over training; for sink models, solid lines use each document's own training "
               "mask (the model as trained) and dashed lines drop the sinks.", "",
               "## Memorization gap", "", "![gap](gap.png)", ""]
-    if any(forgetting(m) for m in results["methods"].values()):
+    if any(forgetting_rate(m, resamples=2) for m in results["methods"].values()):
         lines += ["## Forgetting between repetitions", "", "![forgetting](forgetting.png)", "",
                   "Each repeated document's excess over the held-out loss, L(H) − L(doc), "
                   "against the steps since it was last trained on, pooled over the evaluations "
-                  "of the second half of training (± 1 s.e.). A falling line is forgetting.", ""]
+                  "of the second half of training, with each document's and each evaluation's "
+                  "mean removed (± 1 s.e.; the levels are the gaps above). A falling line is "
+                  "forgetting.", ""]
+        lines += forgetting_table(results)
     return "\n".join(lines)
 
 
+def forgetting_table(results: dict) -> list[str]:
+    """How much of its excess a repeated document loses between two repetitions."""
+    rows = []
+    for name, metrics in results["methods"].items():
+        for mode, f in forgetting_rate(metrics).items():
+            if mode == "keep":
+                continue
+            share = (f"{100 * f['share']:+.1f}% ± {100 * f['share_se']:.1f}%"
+                     if math.isfinite(f["share"]) else "—")
+            rows.append(f"| {name} | {MODE_NAMES[mode]} | {f['mean_excess']:.4f} | "
+                        f"{f['lost']:+.4f} ± {f['lost_se']:.4f} | {share} |")
+    if not rows:
+        return []
+    spacing = next(iter(forgetting_rate(next(iter(results["methods"].values())),
+                                        resamples=2).values()), {}).get("spacing")
+    return ["| method | mode | mean excess L(H) − L(doc) | excess lost between repetitions "
+            "| share of the excess |", "|---|---|---|---|---|", *rows, "",
+            "The same evaluations, as a regression of a document's excess on the steps since it "
+            "was last trained on, with per-document and per-evaluation effects removed; "
+            "\"lost\" is minus the slope times the spacing between repetitions"
+            + (f" ({spacing:.0f} steps)" if spacing else "") + ": positive means the document is "
+            "forgotten between its repetitions. Errors: bootstrap over documents.", ""]
+
+
 def plot_forgetting(results: dict, path: Path) -> bool:
-    series = {name: forgetting(m) for name, m in results["methods"].items()}
+    series = {name: forgetting_rate(m, resamples=2) for name, m in results["methods"].items()}
     series = {k: v for k, v in series.items() if v}
     if not series:
         return False
@@ -211,12 +240,13 @@ def plot_forgetting(results: dict, path: Path) -> bool:
         for mode, f in per_mode.items():
             if name == "dedup" or mode == "keep":
                 continue
-            ax.errorbar(f["since"], f["gap"], yerr=f["se"], marker="o", ms=3, capsize=2,
+            centred = np.array(f["excess"]) - f["mean_excess"]
+            ax.errorbar(f["since"], centred, yerr=f["excess_se"], marker="o", ms=3, capsize=2,
                         label=f"{name} ({MODE_NAMES[mode]})",
                         ls="--" if mode == "drop" else "-")
     ax.axhline(0, color="black", lw=0.6)
     ax.set_xlabel("steps since the document was last trained on")
-    ax.set_ylabel("L(H) − L(doc) (nats/token)")
+    ax.set_ylabel("L(H) − L(doc), minus its mean")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -18,6 +18,7 @@ import numpy as np
 import yaml
 
 from . import config as config_io
+from .analysis import forgetting_rate
 from .experiment import atomic_write, run_study
 
 
@@ -111,6 +112,10 @@ def flatten(results: dict) -> dict:
     for method, comparison in results["comparisons"].items():
         for key, value in comparison.items():
             out[f"{method}/{key}"] = list(value)
+    for method, metrics in results["methods"].items():
+        for mode, f in forgetting_rate(metrics).items():
+            if math.isfinite(f["share"]):
+                out[f"{method}/{mode}/forgetting"] = [f["share"], f["share_se"]]
     return out
 
 
@@ -148,10 +153,14 @@ def write_sweep_report(root: Path, summary: dict) -> None:
     lines = [f"# Sweep `{summary['name']}`", "",
              f"Config `{summary['config']}`, overrides `{' '.join(summary['overrides'])}`, "
              f"seeds {summary['seeds']}. Mean ± standard error over seeds (with one seed: the "
-             "run's standard error over documents).", "",
+             "run's standard error over documents). Forgetting: the share of a repeated "
+             "document's excess L(H) − L(doc) lost between two of its repetitions "
+             "(`memsinks.analysis.forgetting_rate`; standard training, and the sink model with "
+             "sinks dropped).", "",
              "| point | method | gap standard | gap dropped | closure vs standard | "
-             "closure within | " + " | ".join(f"L(V) dropped − {r} (rel.)" for r in refs) + " |",
-             "|---|---|---|---|---|---|" + "---|" * len(refs)]
+             "closure within | " + " | ".join(f"L(V) dropped − {r} (rel.)" for r in refs)
+             + " | forgetting standard | forgetting dropped |",
+             "|---|---|---|---|---|---|" + "---|" * len(refs) + "---|---|"]
 
     def fmt(row, key, pct=False):
         if key not in row:
@@ -166,7 +175,9 @@ def write_sweep_report(root: Path, summary: dict) -> None:
                 f"{fmt(row, f'{method}/drop/gap')} | "
                 f"{fmt(row, f'{method}/closure_vs_standard', True)} | "
                 f"{fmt(row, f'{method}/closure_within', True)} | "
-                + " | ".join(fmt(row, f"{method}/dLV_rel_vs_{r}", True) for r in refs) + " |")
+                + " | ".join(fmt(row, f"{method}/dLV_rel_vs_{r}", True) for r in refs)
+                + f" | {fmt(row, 'standard/off/forgetting', True)} | "
+                f"{fmt(row, f'{method}/drop/forgetting', True)} |")
     keys = summary["keys"]
     if len(keys) >= 1 and sink_methods:
         key = keys[0]
