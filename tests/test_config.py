@@ -60,3 +60,15 @@ def test_the_paper_configs_are_valid_and_match_the_smollm_shapes(path):
     assert config.data.general_source.startswith("hf:")
     assert config.data.repetitions == 128
     assert config.data.max_tokens + 2 <= shape["max_seq_len"]
+
+
+def test_the_default_study_is_the_headline_regime_at_half_the_batch():
+    """configs/default.yaml must stay the headline of docs/results.md with half the rows per
+    step and nothing else changed: the same documents, repetitions and steps."""
+    default = config_io.to_dict(config_io.load("configs/default.yaml"))
+    headline = config_io.to_dict(config_io.load("configs/headline.yaml"))
+    differing = {(section, key) for section, values in default.items() if isinstance(values, dict)
+                 for key in values if values[key] != headline[section][key]}
+    assert differing == {("train", "batch_size")}
+    assert default["train"]["batch_size"] * 2 == headline["train"]["batch_size"]
+    assert default["methods"] == headline["methods"]
