@@ -253,8 +253,8 @@ def forgetting_table(results: dict) -> list[str]:
                         f"{f['lost']:+.4f} ± {f['lost_se']:.4f} | {share} |")
     if not rows:
         return []
-    spacing = next(iter(forgetting_rate(next(iter(results["methods"].values())),
-                                        resamples=2).values()), {}).get("spacing")
+    spacing = next((f["spacing"] for m in results["methods"].values()
+                    for f in forgetting_rate(m, resamples=2).values()), None)
     return ["| method | mode | mean excess L(H) − L(doc) | excess lost between repetitions "
             "| share of the excess |", "|---|---|---|---|---|", *rows, "",
             "The same evaluations, as a regression of a document's excess on the steps since it "
