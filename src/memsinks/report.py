@@ -92,7 +92,7 @@ def memorization_table(results: dict) -> list[str]:
     if not rows:
         return []
     canary = results["config"]["data"]["repeated_kind"] == "canary"
-    base = results["methods"].get("standard", {}).get("tokens_per_s")
+    base = results["methods"].get("standard", {}).get("train_seconds")
     head = ("| method | mode | extractable R (k=32) | extractable H | ROUGE-L R | "
             "AUROC LOSS | AUROC zlib | AUROC Min-K% | AUROC Min-K%++ | TPR@1%FPR (LOSS) | "
             + ("exposure (bits) | " if canary else "") + "relearn steps (own level / standard's) | "
@@ -112,7 +112,7 @@ def memorization_table(results: dict) -> list[str]:
         steps = count(relearn)
         if a.get("relearn_standard") is not None:
             steps += f" / {count(a['relearn_standard'])}"
-        cost = f"{base / m['tokens_per_s']:.2f}×" if base else "—"
+        cost = f"{m['train_seconds'] / base:.2f}×" if base and "train_seconds" in m else "—"
         for mode, v in a["modes"].items():
             r, h = v["extraction"]["R"], v["extraction"]["H"]
             k = "32" if "32" in r else max(r, key=int)
@@ -137,7 +137,8 @@ def memorization_table(results: dict) -> list[str]:
               "back at its level before removal (the model as trained: each document with its "
               "own sinks; standard training's for dedup), and, after the slash, until it is "
               "back at standard training's L(R), the yardstick of dedup and post-hoc methods. "
-              "Cost: training time per token relative to standard."]
+              "Cost: training time relative to standard (the same steps of the same batch "
+              "size; Goldfish's dropped tokens still cost their forward and backward pass)."]
     return lines
 
 
