@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .evaluate import document_nll
-from .experiment import atomic_write, load_model, mixture_of
+from .experiment import atomic_write, load_model, mixture_of, study_config_of
 from .methods import METHODS
 
 
@@ -54,9 +54,7 @@ def delete_documents(method_dir: Path, count: int = 16, indices: list[int] | Non
     if name not in METHODS or not METHODS[name].sinks:
         raise ValueError(f"{method_dir} is not a sink method's directory (such as "
                          "runs/default/memsinks-repeated); deletion switches off sinks")
-    from . import config as config_io
-
-    config = config_io.load(method_dir.parent / "config.yaml")
+    config = study_config_of(method_dir)
     model, sinks = load_model(method_dir / "model")
     mixture = mixture_of(config)
     repeated = mixture.repeated

@@ -390,15 +390,20 @@ def load_model(model_dir: Path):
     return model, sinks
 
 
+def study_config_of(method_dir: Path) -> StudyConfig:
+    """The config of the study a method directory belongs to (``<study>/config.yaml``)."""
+    config_path = Path(method_dir).parent / "config.yaml"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} does not exist; pass a method directory inside "
+                                "a study directory, such as runs/default/memsinks")
+    return config_io.load(config_path)
+
+
 def evaluate_saved(method_dir: Path, modes: list[str] | None = None,
                    rescale: str | None = None) -> dict:
     """Re-evaluate runs/<name>/<method>/model in the given sink modes (and drop rescale)."""
     method_dir = Path(method_dir)
-    config_path = method_dir.parent / "config.yaml"
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{config_path} does not exist; pass a method directory inside "
-                                "a study directory, such as runs/default/memsinks")
-    config = config_io.load(config_path)
+    config = study_config_of(method_dir)
     name = method_dir.name
     if name not in METHODS:
         raise ValueError(f"{method_dir} is not a method directory (one of {', '.join(METHODS)})")

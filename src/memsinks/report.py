@@ -234,22 +234,23 @@ def render(results: dict) -> str:
               "over training; for sink models, solid lines use each document's own training "
               "mask (the model as trained) and dashed lines drop the sinks.", "",
               "## Memorization gap", "", "![gap](gap.png)", ""]
-    if any(forgetting_rate(m, resamples=2) for m in results["methods"].values()):
+    table = forgetting_table(results)
+    if table:
         lines += ["## Forgetting between repetitions", "", "![forgetting](forgetting.png)", "",
                   "Each repeated document's excess over the held-out loss, L(H) − L(doc), "
                   "against the steps since it was last trained on, pooled over the evaluations "
                   "of the second half of training, with each document's and each evaluation's "
                   "mean removed (± 1 s.e.; the levels are the gaps above). A falling line is "
-                  "forgetting.", ""]
-        lines += forgetting_table(results)
+                  "forgetting.", "", *table]
     return "\n".join(lines)
 
 
 def forgetting_table(results: dict) -> list[str]:
     """How much of its excess a repeated document loses between two repetitions."""
-    rows = []
+    rows, spacing = [], None
     for name, metrics in results["methods"].items():
         for mode, f in forgetting_rate(metrics).items():
+            spacing = f["spacing"]
             if mode == "keep":
                 continue
             share = (f"{100 * f['share']:+.1f}% ± {100 * f['share_se']:.1f}%"
@@ -258,8 +259,6 @@ def forgetting_table(results: dict) -> list[str]:
                         f"{f['lost']:+.4f} ± {f['lost_se']:.4f} | {share} |")
     if not rows:
         return []
-    spacing = next((f["spacing"] for m in results["methods"].values()
-                    for f in forgetting_rate(m, resamples=2).values()), None)
     return ["| method | mode | mean excess L(H) − L(doc) | excess lost between repetitions "
             "| share of the excess |", "|---|---|---|---|---|", *rows, "",
             "The same evaluations, as a regression of a document's excess on the steps since it "

@@ -16,10 +16,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import config as config_io
 from ..config import StudyConfig
 from ..evaluate import document_nll, mean_nll
-from ..experiment import atomic_write, load_model, mixture_of, sets_of, summarize_mode
+from ..experiment import (
+    atomic_write,
+    load_model,
+    mixture_of,
+    sets_of,
+    study_config_of,
+    summarize_mode,
+)
 from ..methods import METHODS as TRAINING_METHODS
 from ..mixture import DocSet, Mixture
 from ..sinks import document_id
@@ -66,19 +72,15 @@ def load_target(method_dir: Path) -> Target:
     sinks, and the baselines compare against the standard model.
     """
     method_dir = Path(method_dir)
-    config_path = method_dir.parent / "config.yaml"
     if not method_dir.is_dir():
         raise FileNotFoundError(f"{method_dir} does not exist; pass a trained method directory "
                                 "of a study, such as runs/default/standard")
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{config_path} does not exist; pass a method directory inside "
-                                "a study directory, such as runs/default/standard")
+    config = study_config_of(method_dir)
     model_dir = method_dir / "model"
     if (model_dir / "sinks.json").is_file():
         raise ValueError(f"{method_dir} holds a model trained with sinks; post-hoc baselines "
                          "start from a model trained without them, so pass "
                          f"{method_dir.parent / 'standard'}")
-    config = config_io.load(config_path)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     model, _ = load_model(model_dir)
