@@ -104,3 +104,45 @@ def test_canaries_have_the_lengths_of_natural_twins():
 def test_unknown_domain_is_rejected():
     with pytest.raises(ValueError, match="corpus domain 'poems' is unknown"):
         Mixture(DataConfig(general_domains=["poems"]), 10, 4)
+
+
+@pytest.mark.parametrize("share", [0.0, 0.05, 0.25, 0.5, 1.0])
+def test_in_domain_share_draws_exactly_that_share_of_every_prefix(share):
+    data = DataConfig(seed=1, general_domains=["facts"], repeated_domain="stories",
+                      in_domain_share=share, n_repeated=4, repetitions=2, n_validation=40)
+    mixture = Mixture(data, steps=10, batch_size=8)
+    seed = 12345
+    domains = [mixture._general_doc(seed, i).domain for i in range(400)]
+    for prefix in (1, 7, 40, 400):
+        in_domain = sum(d == "stories" for d in domains[:prefix])
+        assert in_domain == int(np.floor(prefix * share))  # exact, not just on average
+    assert set(domains) <= {"stories", "facts"}
+    # each domain's documents are that domain's generator sequence, none skipped or repeated
+    stories = [mixture._general_doc(seed, i) for i in range(400) if domains[i] == "stories"]
+    assert len({d.tokens for d in stories}) == len(stories)
+    # V follows the same share: in the paper's regime (0) it holds no stories
+    if share == 0:
+        assert all(d == "facts" for d in domains)
+
+
+def test_share_none_keeps_the_round_robin_and_n_heldout_sizes_h():
+    base = DataConfig(seed=2, n_repeated=5, repetitions=2, n_validation=6)
+    again = DataConfig(seed=2, n_repeated=5, repetitions=2, n_validation=6, n_heldout=12)
+    a, b = Mixture(base, steps=10, batch_size=4), Mixture(again, steps=10, batch_size=4)
+    assert [a._general_doc(7, i).domain for i in range(4)] == ["stories", "facts"] * 2
+    assert len(a.heldout) == 5 and len(b.heldout) == 12
+    # a larger H extends the same held-out sequence: its first documents are unchanged
+    assert all(np.array_equal(x, y) for x, y in zip(a.heldout.tokens, b.heldout.tokens[:5],
+                                                     strict=True))
+    assert all(np.array_equal(x, y) for x, y in zip(a.repeated.tokens, b.repeated.tokens,
+                                                     strict=True))
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"in_domain_share": 1.5}, "in_domain_share = 1.5"),
+    ({"in_domain_share": 0.0, "general_domains": ["stories"]}, "needs a general domain"),
+    ({"n_heldout": -1}, "n_heldout"),
+])
+def test_bad_share_settings_are_named(fields, message):
+    with pytest.raises(ValueError, match=message):
+        DataConfig(**fields).validate()

@@ -25,6 +25,11 @@ class DataConfig:
     repetitions: int = 32  # times each R document appears in the stream
     repeat_span: float = 1.0  # R's repetitions are spread over this leading fraction of training
     n_validation: int = 256
+    # share of the general stream (and of V) drawn from the repeated domain; None = every
+    # general domain in turn. 0 with general_domains=[facts] is the paper's regime: R is the
+    # only source of its domain
+    in_domain_share: float | None = None
+    n_heldout: int = 0  # documents in H, the held-out in-domain set (0 = as many as R)
     # text corpora instead of the built-in generator (see memsinks.sources for the spec syntax)
     general_source: str = ""  # a file, directory, glob or hf:owner/name; "" = built-in
     repeated_source: str = ""  # where R and H come from; "" = general_source
@@ -45,6 +50,21 @@ class DataConfig:
         for name in ("n_repeated", "repetitions", "n_validation"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"data.{name} = {getattr(self, name)} must be at least 1")
+        if self.n_heldout < 0:
+            raise ValueError(f"data.n_heldout = {self.n_heldout} must be >= 0 (0 = as many "
+                             "as data.n_repeated)")
+        if self.in_domain_share is not None:
+            if not 0 <= self.in_domain_share <= 1:
+                raise ValueError(f"data.in_domain_share = {self.in_domain_share} is not a "
+                                 "share in [0, 1]; use for example 0 (the paper's regime) or 0.5")
+            others = [d for d in self.general_domains if d != self.repeated_domain]
+            if self.in_domain_share < 1 and not others:
+                raise ValueError("data.in_domain_share < 1 needs a general domain other than "
+                                 f"the repeated domain {self.repeated_domain!r}; add one to "
+                                 "data.general_domains (for example facts)")
+            if self.general_source:
+                raise ValueError("data.in_domain_share applies to the built-in corpus only; "
+                                 "with text corpora choose the sources instead")
         if not 0 < self.repeat_span <= 1:
             raise ValueError(f"data.repeat_span = {self.repeat_span} is not in (0, 1]")
 

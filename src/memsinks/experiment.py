@@ -59,6 +59,7 @@ _LATER_FIELDS = {"drop_rescale": None, "mlp_width": "full", "goldfish_k": 0, "go
 _LATER_TRAIN = {"grad_accum": 1, "parallel": "auto", "compile": False}
 _LATER_DATA = {"general_source": "", "repeated_source": "", "tokenizer": "train:bpe",
                "vocab_size": 8192, "tokenizer_docs": 20000, "min_tokens": 16, "max_tokens": 0}
+_LATER_DATA_SET = {"in_domain_share": None, "n_heldout": 0}  # in the hash only when set
 _NOT_TRAINING = ("threads", "checkpoint_every")
 
 
@@ -76,6 +77,8 @@ def method_fingerprint(config: StudyConfig, method: str) -> str:
         relevant.pop("sinks")
     if not relevant["data"]["general_source"]:  # text-corpus fields mean nothing otherwise
         relevant["data"] = {k: v for k, v in relevant["data"].items() if k not in _LATER_DATA}
+    relevant["data"] = {k: v for k, v in relevant["data"].items()
+                        if not (k in _LATER_DATA_SET and v == _LATER_DATA_SET[k])}
     relevant["train"] = {k: v for k, v in relevant["train"].items()
                          if k not in _NOT_TRAINING
                          and not (k in _LATER_TRAIN and v == _LATER_TRAIN[k])}
@@ -264,10 +267,13 @@ def compare(per_method: dict[str, dict], mixture: Mixture) -> dict:
             if ref is None:
                 continue
             ref_sums = {k: ref["nll"][f"off/{k}"] for k in SETS}
-            diff, se = paired_difference(drop["V"], ref_sums["V"], counts["V"])
-            ref_lv = ref["modes"]["off"]["L_V"][0]
-            row[f"dLV_vs_{ref_name}"] = [diff, se]
-            row[f"dLV_rel_vs_{ref_name}"] = [diff / ref_lv, se / ref_lv]
+            # V: the general validation; H: held-out documents of R's domain, the paper's
+            # validation when R is the stream's only source of its domain
+            for key in ("V", "H"):
+                diff, se = paired_difference(drop[key], ref_sums[key], counts[key])
+                ref_loss = ref["modes"]["off"][f"L_{key}"][0]
+                row[f"dL{key}_vs_{ref_name}"] = [diff, se]
+                row[f"dL{key}_rel_vs_{ref_name}"] = [diff / ref_loss, se / ref_loss]
             if ref_name == "standard":
                 row["closure_vs_standard"] = list(bootstrap_closure(ref_sums, drop, counts))
         out[name] = row

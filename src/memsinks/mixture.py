@@ -4,6 +4,7 @@ validation V, and the deduplicated variant. Data order is a pure function of (se
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -96,7 +97,7 @@ class Mixture:
         self._general: dict[int, np.ndarray] = {}
         n = data.n_repeated
         self.repeated = self._twin_set("repeated", n)
-        self.heldout = self._twin_set("heldout", n)
+        self.heldout = self._twin_set("heldout", data.n_heldout or n)
         self.validation = self._general_set("validation", data.n_validation)
 
     def _init_text(self, max_tokens: int | None) -> None:
@@ -181,8 +182,19 @@ class Mixture:
         return self._docset(name, docs)
 
     def _general_doc(self, seed: int, index: int) -> corpus.Document:
-        domains = self.data.general_domains
-        return corpus.generate(domains[index % len(domains)], seed, index // len(domains))
+        data = self.data
+        share = data.in_domain_share
+        if share is None:
+            domains = data.general_domains
+            return corpus.generate(domains[index % len(domains)], seed, index // len(domains))
+        # document i is in-domain iff floor((i+1)s) > floor(i s): exactly the share s of every
+        # prefix (up to one document), and each domain's own index is known in O(1)
+        in_before = math.floor(index * share)
+        if math.floor((index + 1) * share) > in_before:
+            return corpus.generate(data.repeated_domain, seed, in_before)
+        others = [d for d in data.general_domains if d != data.repeated_domain]
+        out_index = index - in_before
+        return corpus.generate(others[out_index % len(others)], seed, out_index // len(others))
 
     def _general_set(self, name: str, count: int) -> DocSet:
         seed = derive_seed(self.data.seed, name)

@@ -159,20 +159,26 @@ def claims_table(comparisons: dict) -> list[str]:
             continue
         cells = [f"{_pct(c['closure_vs_standard'])}: "
                  + _verdict(c["closure_vs_standard"], lambda x: x >= 0.5)]
-        cells.append(f"{_pct(c['dLV_rel_vs_standard'])}: "
-                     + _verdict(c["dLV_rel_vs_standard"], lambda x: x <= 0.01))
-        cells.append(f"{_pct(c['dLV_rel_vs_dedup'])}: "
-                     + _verdict(c["dLV_rel_vs_dedup"], lambda x: x < 0)
-                     if "dLV_rel_vs_dedup" in c else "— (dedup not in this study)")
+        for key in ("V", "H"):
+            rel = f"dL{key}_rel_vs_standard"
+            cells.append(f"{_pct(c[rel])}: " + _verdict(c[rel], lambda x: x <= 0.01)
+                         if rel in c else "—")
+            rel = f"dL{key}_rel_vs_dedup"
+            cells.append(f"{_pct(c[rel])}: " + _verdict(c[rel], lambda x: x < 0)
+                         if rel in c else "— (dedup not in this study)")
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     if not rows:
         return []
     return ["## The paper's three claims, in this study", "",
             "| method (memorization removed) | 1. gap closed vs standard ≥ 50% | "
-            "2. L(V) vs standard ≤ +1% | 3. L(V) vs dedup < 0 |", "|---|---|---|---|", *rows, "",
+            "2. L(V) vs standard ≤ +1% | 3. L(V) vs dedup < 0 | "
+            "2'. L(H) vs standard ≤ +1% | 3'. L(H) vs dedup < 0 |",
+            "|---|---|---|---|---|---|", *rows, "",
             "Sink methods with their sinks dropped; ± one standard error over documents "
-            "(paired). \"within 2 s.e.\": the answer could change within two standard errors. "
-            "Details below.", ""]
+            "(paired). V is the general validation set; H holds held-out documents of R's "
+            "domain (the paper validates on held-out documents of the repeated domain, which "
+            "is the stream's only source of it in its setting). \"within 2 s.e.\": the answer "
+            "could change within two standard errors. Details below.", ""]
 
 
 def render(results: dict) -> str:

@@ -113,6 +113,13 @@ def flatten(results: dict) -> dict:
         for key, value in comparison.items():
             out[f"{method}/{key}"] = list(value)
     for method, metrics in results["methods"].items():
+        for mode, values in metrics.get("assessment", {}).get("modes", {}).items():
+            mia = values["mia"].get("loss")
+            if mia is not None:  # membership inference of R against H, the LOSS attack
+                out[f"{method}/{mode}/auroc_loss"] = [mia["auroc"], mia["auroc_se"]]
+            extraction = values["extraction"]["R"]
+            k = "32" if "32" in extraction else max(extraction, key=int)
+            out[f"{method}/{mode}/extractable"] = list(extraction[k]["rate"])
         for mode, f in forgetting_rate(metrics).items():
             if math.isfinite(f["share"]):
                 out[f"{method}/{mode}/forgetting"] = [f["share"], f["share_se"]]
@@ -156,11 +163,15 @@ def write_sweep_report(root: Path, summary: dict) -> None:
              "run's standard error over documents). Forgetting: the share of a repeated "
              "document's excess L(H) − L(doc) lost between two of its repetitions "
              "(`memsinks.analysis.forgetting_rate`; standard training, and the sink model with "
-             "sinks dropped).", "",
+             "sinks dropped). L(H): held-out documents of R's domain. AUROC: membership "
+             "inference of R against H by loss; extractable: share of R reproduced greedily "
+             "(32 tokens from a 32-token prefix).", "",
              "| point | method | gap standard | gap dropped | closure vs standard | "
              "closure within | " + " | ".join(f"L(V) dropped − {r} (rel.)" for r in refs)
-             + " | forgetting standard | forgetting dropped |",
-             "|---|---|---|---|---|---|" + "---|" * len(refs) + "---|---|"]
+             + " | " + " | ".join(f"L(H) dropped − {r} (rel.)" for r in refs)
+             + " | AUROC LOSS dropped | extractable dropped "
+             "| forgetting standard | forgetting dropped |",
+             "|---|---|---|---|---|---|" + "---|" * (2 * len(refs)) + "---|---|---|---|"]
 
     def fmt(row, key, pct=False):
         if key not in row:
@@ -176,6 +187,9 @@ def write_sweep_report(root: Path, summary: dict) -> None:
                 f"{fmt(row, f'{method}/closure_vs_standard', True)} | "
                 f"{fmt(row, f'{method}/closure_within', True)} | "
                 + " | ".join(fmt(row, f"{method}/dLV_rel_vs_{r}", True) for r in refs)
+                + " | " + " | ".join(fmt(row, f"{method}/dLH_rel_vs_{r}", True) for r in refs)
+                + f" | {fmt(row, f'{method}/drop/auroc_loss')} | "
+                f"{fmt(row, f'{method}/drop/extractable', True)}"
                 + f" | {fmt(row, 'standard/off/forgetting', True)} | "
                 f"{fmt(row, f'{method}/drop/forgetting', True)} |")
     keys = summary["keys"]
