@@ -280,3 +280,55 @@ def test_canary() -> None:
     # uniform: every word of a small vocabulary shows up about equally often
     counts = Counter(corpus.canary(0, 0, 40_000, ["a", "b", "c", "d"]).tokens)
     assert all(abs(n - 10_000) < 500 for n in counts.values())
+
+
+# --- the diary domain: the stories' language without their plots ---------------------------
+
+
+def test_diary_is_registered_last() -> None:
+    assert corpus.DOMAINS[:2] == ("stories", "facts")
+    assert corpus.DOMAINS[-1] == "diary"
+
+
+def test_diary_leaves_the_vocabulary_unchanged() -> None:
+    # token ids of every earlier result depend on this list: adding diary must not move it
+    before = corpus.vocabulary(("stories", "facts"))
+    assert corpus.vocabulary(corpus.DOMAINS) == before
+    assert corpus.vocabulary() == before
+    assert set(corpus.vocabulary(["diary"])) <= set(before)
+
+
+def test_diary_shares_the_stories_language() -> None:
+    story_words = set(corpus.vocabulary(["stories"]))
+    diary = Counter(t for d in corpus.generate_many("diary", 0, 0, 500) for t in d.tokens)
+    stories = Counter(t for d in corpus.generate_many("stories", 0, 0, 500) for t in d.tokens)
+    # nearly every diary token is a story word ...
+    in_stories = sum(n for t, n in diary.items() if t in story_words) / diary.total()
+    assert in_stories >= 0.95
+    # ... and the diary uses the words that make up most of the stories' text
+    covered = sum(n for t, n in stories.items() if t in diary) / stories.total()
+    assert covered >= 0.9
+    # but it is not a story: none of the stories' openings, and stories cannot produce it
+    docs = corpus.generate_many("diary", 0, 0, 500)
+    openings = {("Once", "upon"), ("There", "was", "once"), ("Long", "ago"), ("Not", "far")}
+    assert not any(d.tokens[: len(o)] == o for d in docs for o in openings)
+    assert all(corpus.score("stories", d.tokens) == -math.inf for d in docs[:100])
+
+
+def test_diary_determinism_exactness_and_length() -> None:
+    a = corpus.generate("diary", 11, 5)
+    assert a == corpus.generate("diary", 11, 5)
+    assert corpus.generate_many("diary", 11, 3, 4)[2] == a
+    docs = corpus.generate_many("diary", 12, 0, 2000)
+    for doc in docs[:300]:
+        assert corpus.score("diary", doc.tokens) == doc.logprob  # unique derivation
+        assert abs(corpus.score("diary", doc.tokens) - doc.logprob) < 1e-9
+    lengths = [len(d.tokens) for d in docs]
+    assert 70 <= sum(lengths) / len(lengths) <= 90
+    assert min(lengths) >= 40 and max(lengths) <= 130
+    words = [sum(t.isalnum() for t in d.tokens) for d in docs]
+    assert 60 <= sum(words) / len(words) <= 75
+    # every sentence starts with a capital letter (no "mom said" at a sentence start)
+    for doc in docs:
+        for prev, tok in zip((".", *doc.tokens), doc.tokens, strict=False):
+            assert not (prev in ".!?" and tok[0].islower()), render(doc.tokens)

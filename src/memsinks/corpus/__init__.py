@@ -7,6 +7,11 @@ model could reach), with an implicit end-of-document token of probability 1.
 
 Every document is a pure function of ``(domain, seed, index)``: its random generator is
 seeded from a stable hash of the three, so any document can be regenerated on its own.
+
+Domains (see their modules): ``stories`` (children's stories), ``facts`` (encyclopedic
+entries) and ``diary`` (a child's diary entries and letters: the stories' words without
+their plots). ``diary`` was added last and emits no word the first two do not, so the
+vocabulary, and with it every token id, is the same as before it existed.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import facts, stories
+from . import diary, facts, stories
 from .grammar import Grammar, GrammarError, render
 
 if TYPE_CHECKING:
@@ -41,9 +46,9 @@ __all__ = [
     "vocabulary",
 ]
 
-DOMAINS: tuple[str, ...] = ("stories", "facts")
+DOMAINS: tuple[str, ...] = ("stories", "facts", "diary")
 SPECIAL_TOKENS: tuple[str, ...] = ("<pad>", "<bos>", "<eos>", "<unk>")
-_GRAMMARS = {"stories": stories.grammar, "facts": facts.grammar}
+_GRAMMARS = {"stories": stories.grammar, "facts": facts.grammar, "diary": diary.grammar}
 
 
 @dataclass(frozen=True)
