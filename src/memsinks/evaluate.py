@@ -7,6 +7,7 @@ import math
 import numpy as np
 import torch
 
+from .data.packing import PackedBatch, model_context, pack
 from .mixture import DocSet
 from .sinks import Sinks
 from .train import autocast, collate
@@ -14,34 +15,43 @@ from .train import autocast, collate
 
 @torch.no_grad()
 def document_nll(model: torch.nn.Module, docs: DocSet, sinks: Sinks | None = None,
-                 mode: str = "off", batch_size: int = 64, exclude: tuple[int, ...] = ()
-                 ) -> np.ndarray:
+                 mode: str = "off", batch_size: int = 64, exclude: tuple[int, ...] = (),
+                 *, packing: bool = False, row_len: int = 0) -> np.ndarray:
     """Summed NLL (nats) of every document's tokens and end token, given BOS; shape (len(docs),).
 
     ``mode`` is a sink mode; ``own`` gives every document its own training mask; ``exclude``
-    lists the document IDs whose sinks mode ``exclude`` switches off.
+    lists the document IDs whose sinks mode ``exclude`` switches off. ``packing`` packs each
+    ``batch_size`` documents into rows of ``row_len`` tokens (0 = the model context; see
+    :mod:`memsinks.data.packing`): the same sums up to float rounding, unless a document is
+    longer than a row.
     """
     device = next(model.parameters()).device
+    if packing:
+        row_len = row_len or model_context(model)
     was_training = model.training
     model.eval()
     sums = np.zeros(len(docs))
     order = np.argsort([len(t) for t in docs.tokens])  # similar lengths share a batch
     for start in range(0, len(docs), batch_size):
         index = order[start:start + batch_size]
-        batch = collate([docs.tokens[i] for i in index], [int(docs.ids[i]) for i in index],
-                        device, docs.specials)
+        tokens, ids = [docs.tokens[i] for i in index], [int(docs.ids[i]) for i in index]
+        batch = (pack(tokens, ids, device, docs.specials, row_len=row_len) if packing
+                 else PackedBatch.unpacked(collate(tokens, ids, device, docs.specials)))
         if sinks is not None:
             sinks.set_mode(mode, ids=batch.doc_ids if mode in ("own", "train") else None,
                            exclude=exclude)
         elif mode != "off":
             raise ValueError(f"mode {mode!r} needs a model with sinks")
         with autocast(device):
-            logits = model(input_ids=batch.input_ids).logits[:, :-1].float()
+            logits = model(**batch.model_inputs()).logits[:, :-1].float()
         targets = batch.labels[:, 1:]
         valid = targets != -100
         logp = torch.log_softmax(logits, dim=-1)
         picked = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        sums[index] = (-(picked * valid).sum(dim=1)).double().cpu().numpy()
+        nll = -(picked * valid)
+        # one document per row keeps the row sum, so unpacked results stay bit for bit
+        per_doc = batch.document_sums(nll, len(index)) if packing else nll.sum(dim=1).double()
+        sums[index] = per_doc.cpu().numpy()
     if sinks is not None:
         sinks.set_mode("off")
     model.train(was_training)

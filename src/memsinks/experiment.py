@@ -56,11 +56,16 @@ def environment() -> dict:
 _LATER_FIELDS = {"drop_rescale": None, "mlp_width": "full", "goldfish_k": 0, "goldfish_h": 13,
                  "gradient_mask": False}
 # train fields added later enter the hash only when set; these never change the trained model
-_LATER_TRAIN = {"grad_accum": 1, "parallel": "auto", "compile": False}
+_LATER_TRAIN = {"grad_accum": 1, "parallel": "auto", "compile": False, "row_len": 0}
 _LATER_DATA = {"general_source": "", "repeated_source": "", "tokenizer": "train:bpe",
                "vocab_size": 8192, "tokenizer_docs": 20000, "min_tokens": 16, "max_tokens": 0}
 _LATER_DATA_SET = {"in_domain_share": None, "n_heldout": 0}  # in the hash only when set
-_NOT_TRAINING = ("threads", "checkpoint_every")
+# packing trains the same documents per step to the same gradients up to float rounding
+# (tests/test_packing.py: 1e-5, about 2e-7 measured), so like threads it does not enter the hash;
+# row_len does when set, since a row shorter than a document splits it. (A document longer than
+# the model context is split at row_len = 0 too, where one document per row ran it past the
+# context; the built-in corpus has none, and text sources are cut to the context.)
+_NOT_TRAINING = ("threads", "checkpoint_every", "packing")
 
 
 def method_fingerprint(config: StudyConfig, method: str) -> str:

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from . import checkpoint as ckpt
 from . import parallel
 from .config import TrainConfig
+from .data.packing import PackedBatch, model_context, pack
 from .mixture import BOS, EOS, PAD, Mixture
 from .sinks import Sinks, _fmix32
 
@@ -199,6 +200,45 @@ def _resume_log(log_path: Path, step: int) -> None:
     log_path.write_text("".join(k + "\n" for k in kept))
 
 
+def step_batch(tokens: list[np.ndarray], ids: list[int], device: torch.device,
+               specials: tuple[int, int, int], recipe: Recipe,
+               routed: np.ndarray | None = None, *, row_len: int = 0, rows_multiple: int = 1
+               ) -> tuple[PackedBatch, torch.Tensor, torch.Tensor | None]:
+    """One step's rows, their loss labels (Goldfish drops applied) and which rows are routed.
+
+    ``row_len`` > 0 packs the documents into rows of that length, routed (``routed``, a flag
+    per document) and other documents in separate rows; 0 puts one document per row.
+    """
+    plain = collate(tokens, ids, device, specials) if not row_len or recipe.goldfish_k else None
+    if row_len:
+        batch = pack(tokens, ids, device, specials, row_len=row_len, groups=routed,
+                     rows_multiple=rows_multiple)
+        routed_rows = batch.row_group if routed is not None else None
+    else:
+        batch = PackedBatch.unpacked(plain)
+        routed_rows = torch.as_tensor(routed, device=device) if routed is not None else None
+    labels = batch.labels
+    if recipe.goldfish_k:
+        # a drop depends on the document alone: hashed one document per row, where the
+        # context cannot cross a boundary, then laid out like the tokens, so packed rows
+        # (even a document split into pieces) drop exactly the tokens unpacked rows drop
+        drops = goldfish_drops(plain.input_ids, recipe.goldfish_k, recipe.goldfish_h)
+        labels = labels.masked_fill(batch.place(drops) if row_len else drops, -100)
+    return batch, labels, routed_rows
+
+
+def rows_nll(model: torch.nn.Module, batch: PackedBatch, labels: torch.Tensor,
+             rows: torch.Tensor, sinks: Sinks | None = None) -> torch.Tensor:
+    """Summed next-token NLL of some rows of a batch, their sink masks (train mode) set first."""
+    if sinks is not None:
+        sinks.set_mode("train", ids=batch.doc_ids[rows])
+    with autocast(batch.input_ids.device):
+        logits = model(**batch.model_inputs(rows)).logits
+    return torch.nn.functional.cross_entropy(
+        logits[:, :-1].float().flatten(0, 1), labels[rows][:, 1:].flatten(),
+        ignore_index=-100, reduction="sum")
+
+
 def _parts(rows: torch.Tensor, routed: torch.Tensor | None, accum: int) -> list[tuple]:
     """Row groups of one optimizer step: micro-batches, each split into routed / other rows."""
     parts = []
@@ -233,7 +273,8 @@ def train(model: torch.nn.Module, mixture: Mixture, config: TrainConfig,
     if config.compile:
         engine = torch.compile(engine)
     router = (GradientRouter(model, recipe.pool_start) if recipe.routed is not None else None)
-    my_rows = world.rows(config.batch_size)
+    packing = config.packing if config.packing is not None else mixture.text is not None
+    row_len = (config.row_len or model_context(model)) if packing else 0
     curve: list[dict] = []
     start_step, tokens_seen, train_time = 0, 0, 0.0
     found = ckpt.latest(checkpoint_dir) if checkpoint_dir is not None else None
@@ -274,18 +315,15 @@ def train(model: torch.nn.Module, mixture: Mixture, config: TrainConfig,
             span = slice(step * config.batch_size, (step + 1) * config.batch_size)
             ids = (recipe.sink_ids[span].tolist() if recipe.sink_ids is not None
                    else [0] * len(rows))
-            batch = collate([t for _, t in rows], ids, device, mixture.specials)
-            labels = batch.labels
-            if recipe.goldfish_k:
-                drops = goldfish_drops(batch.input_ids, recipe.goldfish_k, recipe.goldfish_h)
-                labels = labels.masked_fill(drops, -100)
+            batch, labels, routed = step_batch(
+                [t for _, t in rows], ids, device, mixture.specials, recipe,
+                recipe.routed[span] if recipe.routed is not None else None,
+                row_len=row_len, rows_multiple=world.size)
             global_tokens = int((labels[:, 1:] != -100).sum())
-            routed = (torch.as_tensor(recipe.routed[span], device=device)
-                      if recipe.routed is not None else None)
             lr = lr_at(step, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            mine = torch.arange(config.batch_size, device=device)[my_rows]
+            mine = torch.arange(batch.rows, device=device)[world.rows(batch.rows)]
             parts = _parts(mine, routed, config.grad_accum)
             nll_sum = 0.0
             for index, (part, is_routed) in enumerate(parts):
@@ -293,13 +331,7 @@ def train(model: torch.nn.Module, mixture: Mixture, config: TrainConfig,
                 sync = (engine.no_sync() if strategy == "ddp" and not last_part
                         else nullcontext())
                 with sync:
-                    if sinks is not None:
-                        sinks.set_mode("train", ids=batch.doc_ids[part])
-                    with autocast(device):
-                        logits = engine(input_ids=batch.input_ids[part]).logits
-                    nll = torch.nn.functional.cross_entropy(
-                        logits[:, :-1].float().flatten(0, 1), labels[part][:, 1:].flatten(),
-                        ignore_index=-100, reduction="sum")
+                    nll = rows_nll(engine, batch, labels, part, sinks)
                     if router is not None:
                         router.active = is_routed
                     # normalised by the global batch's tokens (x processes, whose gradients

@@ -1,0 +1,1 @@
+"""Batch layouts for training and evaluation."""

@@ -1,0 +1,204 @@
+"""Packing: the documents of a batch laid whole into rows of one length, attention kept inside
+each document.
+
+One document per row (``train.collate``) pads every row to the longest document. Packing lays
+the documents, each as BOS, tokens, EOS, into rows of ``row_len`` tokens, first-fit in the
+order given, and keeps them apart:
+
+- a block-diagonal causal mask: no token attends across a document boundary;
+- ``position_ids`` restart at 0 at every document's BOS;
+- every token carries its document's sink ID (padding: 0);
+- no label crosses a boundary: a document's first token is never the target of the token
+  before it in the row.
+
+So a packed batch gives every document the losses and gradients of the one-document-per-row
+batch, up to float rounding. A document longer than ``row_len`` is split into row-length
+pieces, all with its sink ID. Each piece is a sequence of its own: its positions restart at 0
+and its first token is not predicted (the previous piece is not in its context), the usual
+choice when a long sequence is chunked; this is the one place where packing changes what is
+trained.
+
+The mask is a boolean (rows, 1, L, L) tensor (True = may attend) passed as ``attention_mask``:
+transformers (5.x, ``masking_utils``) uses a 4D mask as given, and SDPA takes boolean masks
+(eager attention would want an additive float mask instead). This is the CPU route, and the
+tested one. (Under SDPA, ``position_ids`` alone with ``use_cache=False`` makes transformers
+5.x build this same mask from the restarts, ``find_packed_sequence_indices``; with a cache it
+does not, so the mask is passed explicitly.) The GPU route is padding-free and not implemented
+here: with ``attn_implementation="flash_attention_2"``, concatenate the documents into a single
+(1, N) row and pass ``position_ids`` without a mask; transformers reads each restart of the
+positions as a document boundary and calls the variable-length kernel
+(``prepare_fa_kwargs_from_position_ids`` in ``modeling_flash_attention_utils``; batch size 1
+only), with no L x L mask and no padding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from ..mixture import BOS, EOS, PAD
+
+if TYPE_CHECKING:  # train imports this module
+    from ..train import Batch
+
+
+@dataclass
+class PackedBatch:
+    """Rows of tokens with what a forward pass and a per-document loss need.
+
+    ``labels[:, t]`` is the target of position ``t - 1`` (as in ``train.Batch``, the loss pairs
+    ``logits[:, :-1]`` with ``labels[:, 1:]``). ``doc_index`` and ``offset`` say where each
+    token sits in the one-document-per-row layout of the same documents.
+    """
+
+    input_ids: torch.Tensor  # (rows, width)
+    labels: torch.Tensor  # (rows, width): input ids, -100 on padding and where nothing predicts
+    doc_ids: torch.Tensor  # (rows, width) sink ID of every token (0 = no sinks)
+    doc_index: torch.Tensor  # (rows, width) the token's document, its index in the input; -1 = pad
+    offset: torch.Tensor  # (rows, width) the token's position in its BOS..EOS; 0 on padding
+    position_ids: torch.Tensor | None = None  # (rows, width); None: 0, 1, 2, ... in every row
+    attention_mask: torch.Tensor | None = None  # (rows, 1, width, width) bool; None: causal
+    row_group: torch.Tensor | None = None  # (rows,) bool: the group of the row's documents
+
+    @property
+    def packed(self) -> bool:
+        return self.attention_mask is not None
+
+    @property
+    def rows(self) -> int:
+        return self.input_ids.shape[0]
+
+    @classmethod
+    def unpacked(cls, batch: Batch) -> PackedBatch:
+        """The same view of a one-document-per-row batch (``train.collate``'s)."""
+        rows, width = batch.input_ids.shape
+        device = batch.input_ids.device
+        real = batch.labels != -100  # collate leaves BOS as a label, so this is every token
+        doc_index = torch.where(real, torch.arange(rows, device=device)[:, None], -1)
+        offset = torch.arange(width, device=device).expand(rows, width) * real
+        return cls(batch.input_ids, batch.labels, batch.doc_ids, doc_index, offset)
+
+    def model_inputs(self, rows: torch.Tensor | slice | None = None) -> dict[str, torch.Tensor]:
+        """Keyword arguments of the model's forward pass for ``rows`` (all rows by default)."""
+        def pick(x: torch.Tensor) -> torch.Tensor:
+            return x if rows is None else x[rows]
+
+        inputs = {"input_ids": pick(self.input_ids)}
+        if self.position_ids is not None:
+            inputs["position_ids"] = pick(self.position_ids)
+        if self.attention_mask is not None:
+            inputs["attention_mask"] = pick(self.attention_mask)
+        return inputs
+
+    def place(self, per_document: torch.Tensor) -> torch.Tensor:
+        """Values laid out one document per row (``train.collate``'s layout) moved into this one.
+
+        Padding gets zero (False for a boolean tensor).
+        """
+        values = per_document.to(self.doc_index.device)[self.doc_index.clamp(min=0), self.offset]
+        return values.masked_fill(self.doc_index < 0, 0)
+
+    def document_sums(self, per_target: torch.Tensor, count: int) -> torch.Tensor:
+        """Float64 sums per document of values shaped like ``labels[:, 1:]`` (per target token).
+
+        Entry ``[r, t]`` counts for the document of token ``t + 1``; padding counts for none.
+        """
+        owner = self.doc_index[:, 1:]
+        keep = owner >= 0
+        sums = torch.zeros(count, dtype=torch.float64, device=per_target.device)
+        return sums.index_add_(0, owner[keep], per_target[keep].double())
+
+
+def pack(token_lists: Sequence[np.ndarray], doc_ids: Sequence[int], device: torch.device,
+         specials: tuple[int, int, int] = (PAD, BOS, EOS), *, row_len: int,
+         groups: Sequence[bool] | np.ndarray | None = None, rows_multiple: int = 1
+         ) -> PackedBatch:
+    """Documents as BOS, tokens, EOS, first-fit in the given order into rows of ``row_len``.
+
+    ``specials`` = (pad, bos, eos). With ``groups`` (a flag per document) a row holds documents
+    of one group only (``row_group``), so each row can be trained in its own way. Empty rows are
+    added until the row count is a multiple of ``rows_multiple`` (processes that split the rows
+    evenly). Rows are as wide as the fullest one, at most ``row_len``: trailing columns that are
+    padding in every row would change nothing but the cost.
+    """
+    if row_len < 2:
+        raise ValueError(f"row length {row_len} is too short; a row must hold at least BOS and "
+                         "EOS (use the model context)")
+    if not len(token_lists):
+        raise ValueError("nothing to pack: no documents")
+    pad, bos, eos = specials
+    flags = ([False] * len(token_lists) if groups is None
+             else [bool(g) for g in np.asarray(groups).tolist()])
+    layout: list[list[tuple[int, int, int]]] = []  # per row: (document, start, length)
+    free: list[int] = []
+    row_flag: list[bool] = []
+    for doc, tokens in enumerate(token_lists):
+        total = len(tokens) + 2
+        for start in range(0, total, row_len):
+            length = min(row_len, total - start)
+            row = next((r for r, space in enumerate(free)
+                        if space >= length and row_flag[r] == flags[doc]), None)
+            if row is None:
+                row = len(layout)
+                layout.append([])
+                free.append(row_len)
+                row_flag.append(flags[doc])
+            layout[row].append((doc, start, length))
+            free[row] -= length
+    while len(layout) % rows_multiple:
+        layout.append([])
+        free.append(row_len)
+        row_flag.append(False)
+
+    n_rows, width = len(layout), row_len - min(free)
+    input_ids = np.full((n_rows, width), pad, dtype=np.int64)
+    labels = np.full((n_rows, width), -100, dtype=np.int64)
+    ids = np.zeros((n_rows, width), dtype=np.int64)
+    positions = np.zeros((n_rows, width), dtype=np.int64)
+    doc_index = np.full((n_rows, width), -1, dtype=np.int64)
+    offset = np.zeros((n_rows, width), dtype=np.int64)
+    segment = np.full((n_rows, width), -1, dtype=np.int64)  # -1: the row's padding
+    sequences: dict[int, np.ndarray] = {}
+    for row, pieces in enumerate(layout):
+        col = 0
+        for piece, (doc, start, length) in enumerate(pieces):
+            seq = sequences.get(doc)
+            if seq is None:
+                seq = sequences[doc] = np.concatenate(
+                    [[bos], np.asarray(token_lists[doc], dtype=np.int64), [eos]])
+            span = slice(col, col + length)
+            input_ids[row, span] = seq[start:start + length]
+            labels[row, span] = seq[start:start + length]
+            labels[row, col] = -100  # nothing before it in this row is its context
+            ids[row, span] = doc_ids[doc]
+            positions[row, span] = np.arange(length)
+            doc_index[row, span] = doc
+            offset[row, span] = np.arange(start, start + length)
+            segment[row, span] = piece
+            col += length
+        # padding is a sequence of its own: it attends to itself, so no attention row is
+        # empty (an all-masked softmax row is NaN), and nothing else attends to it
+        positions[row, col:] = np.arange(width - col)
+
+    def tensor(array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(array).to(device)
+
+    seg = tensor(segment)
+    causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
+    mask = (seg[:, :, None] == seg[:, None, :]) & causal
+    return PackedBatch(tensor(input_ids), tensor(labels), tensor(ids), tensor(doc_index),
+                       tensor(offset), tensor(positions), mask[:, None],
+                       torch.tensor(row_flag, dtype=torch.bool, device=device))
+
+
+def model_context(model: torch.nn.Module) -> int:
+    """The default row length: the model's context (``config.max_position_embeddings``)."""
+    context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if not context:
+        raise ValueError("packing needs a row length: the model has no "
+                         "config.max_position_embeddings, so set train.row_len")
+    return int(context)
