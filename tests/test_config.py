@@ -72,3 +72,15 @@ def test_the_default_study_is_the_headline_regime_at_half_the_batch():
     assert differing == {("train", "batch_size")}
     assert default["train"]["batch_size"] * 2 == headline["train"]["batch_size"]
     assert default["methods"] == headline["methods"]
+
+
+def test_non_embedding_count_of_the_ladder_presets():
+    from memsinks.model import ModelConfig, build_model, count_non_embedding
+
+    def expected(layers, hidden, mlp):  # attention, SwiGLU MLP, two norms per layer, final norm
+        return layers * (4 * hidden * hidden + 3 * hidden * mlp + 2 * hidden) + hidden
+
+    assert count_non_embedding(build_model(ModelConfig(preset="tiny"), 500, 0)) == \
+        expected(4, 128, 512) == 1_049_728
+    medium = ModelConfig(preset="medium", num_layers=1)  # one layer keeps the test fast
+    assert count_non_embedding(build_model(medium, 500, 0)) == expected(1, 384, 1536)

@@ -11,6 +11,9 @@ from transformers import LlamaConfig, LlamaForCausalLM
 PRESETS: dict[str, tuple[int, int, int, int, int, int]] = {
     "tiny": (4, 128, 512, 4, 4, 256),
     "small": (6, 256, 1024, 8, 8, 512),
+    # the scale ladder of docs/results.md: ~1M (tiny), 6M (small), 19M and 42M non-embedding
+    "medium": (8, 384, 1536, 6, 6, 512),
+    "large": (10, 512, 2048, 8, 8, 512),
     "smollm-135m": (30, 576, 1536, 9, 3, 2048),
     "smollm-360m": (32, 960, 2560, 15, 5, 2048),
     "smollm-1.7b": (24, 2048, 8192, 32, 32, 2048),
@@ -79,3 +82,10 @@ def build_model(config: ModelConfig, vocab_size: int, seed: int,
 
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def count_non_embedding(model: torch.nn.Module) -> int:
+    """Parameters outside the token embeddings and the output head (the scale-law count)."""
+    skip = {id(p) for m in (model.get_input_embeddings(), model.get_output_embeddings())
+            if m is not None for p in m.parameters()}
+    return sum(p.numel() for p in model.parameters() if id(p) not in skip)
