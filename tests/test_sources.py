@@ -307,11 +307,11 @@ def test_same_source_for_both_keeps_twins_out_of_validation_and_training(two_sou
 
 
 def test_general_random_access_equals_sequential_reading(two_sources, tokenizer, monkeypatch):
-    monkeypatch.setattr(sources, "_CHECKPOINT_EVERY", 4)
+    monkeypatch.setattr(sources, "_COMMIT_EVERY", 4)
     monkeypatch.setattr(sources, "_BATCH", 3)
     _, general_spec, _ = two_sources
     make = lambda: TextCorpus(general_spec, general_spec, tokenizer, n_repeated=2,  # noqa: E731
-                              n_validation=3, max_tokens=30, min_tokens=8, cache_size=5)
+                              n_validation=3, max_tokens=30, min_tokens=8)
     sequential = make()
     expected = [sequential.general(i).tolist() for i in range(40)]
     shuffled = make()
@@ -319,7 +319,7 @@ def test_general_random_access_equals_sequential_reading(two_sources, tokenizer,
     random.Random(0).shuffle(order)
     for i in order + [39, 0, 38, 1, 20]:
         assert shuffled.general(i).tolist() == expected[i]
-    assert sequential.general(3).tolist() == expected[3]  # evicted, re-read behind the reader
+    assert sequential.general(3).tolist() == expected[3]  # behind the last read: no re-read
     assert sequential.general(39).tolist() == expected[39]
     assert not sequential.general(0).flags.writeable
 

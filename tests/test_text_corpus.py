@@ -86,3 +86,19 @@ def test_study_on_files_runs_reports_and_exports(corpus, tmp_path, monkeypatch):
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "hf")
     ids = tokenizer("the cat sat", return_tensors="pt").input_ids
     assert model(input_ids=ids).logits.shape[-1] == model.config.vocab_size
+
+
+def test_a_source_too_small_for_the_stream_stops_before_the_first_step(corpus, tmp_path, capsys):
+    from memsinks.config import load
+    from memsinks.experiment import run_study
+
+    config = load("configs/smoke.yaml", [
+        f"out_dir={tmp_path / 'runs'}", "name=small-source", "methods=[standard]",
+        f"data.general_source={corpus}/general.jsonl?field=story",
+        f"data.repeated_source={corpus}/stories.jsonl?field=story", "data.vocab_size=300",
+        "data.tokenizer_docs=200", "model.max_seq_len=48", "train.steps=100",
+        "train.batch_size=8"])
+    with pytest.raises(ValueError, match=r"holds only \d+ general training documents .* the "
+                                         r"stream needs 7\d\d"):
+        run_study(config, progress=False)
+    assert not (tmp_path / "runs" / "small-source" / "standard").exists()  # nothing trained

@@ -297,6 +297,10 @@ def run_study(config: StudyConfig, progress: bool = True, reuse_root: Path | Non
     run_dir = config.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     mixture = mixture_of(config)
+    if mixture.text is not None:
+        # before the first step, not at step 975: the dedup stream reads the most general
+        # documents (it gives back all but one occurrence of every repeated document)
+        mixture.text.check_capacity(int(mixture.stream(dedup=True).max(initial=-1)) + 1)
     context = config.model.resolved()["max_seq_len"]
     if mixture.max_doc_len + 2 > context:
         raise ValueError(f"documents of {mixture.max_doc_len} tokens (+BOS/EOS) exceed "

@@ -23,6 +23,8 @@ joined by ``&`` (values may be %-encoded):
 Every reader strips each document of leading and trailing whitespace and skips empty ones;
 ``skip`` and ``limit`` count the remaining (non-empty) documents. Text files are decoded as
 UTF-8 with undecodable bytes replaced, so one bad byte does not stop a long run.
+:func:`read_records` also returns other fields of each document's record (JSON lines, parquet
+columns, hub rows); text files have none.
 """
 
 from __future__ import annotations
@@ -31,20 +33,20 @@ import glob as globlib
 import gzip
 import hashlib
 import io
-import itertools
 import json
+import math
 import os
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import numpy as np
 
-from .sinks import document_id
+if TYPE_CHECKING:
+    from .data.store import StoreBuilder, TokenStore
 
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")  # ids 0..3 in a trained tokenizer
 FORMATS = ("txt", "jsonl", "parquet")
@@ -55,6 +57,9 @@ _TXT_SPLITS = ("line", "blank", "file")
 _HUB_OPTIONS = ("split", "field", "config", "data_dir", "revision")
 _HUB_INSTALL = "pip install 'memsinks[hub]'"
 _SUPPORTED = ".txt, .jsonl (either optionally .gz or .zst) and .parquet"
+_NO_FIELDS: tuple[Any, ...] = ()
+# a reader yields (raw text, values of the requested fields); text files have no fields
+_Record = tuple[str, tuple[Any, ...]]
 
 
 # -- source specs --------------------------------------------------------------------------------
@@ -140,7 +145,14 @@ def _open_text(spec: str, path: Path, compression: str) -> IO[str]:
     return open(path, encoding="utf-8", errors="replace")
 
 
-def _read_txt(spec: str, path: Path, compression: str, options: dict[str, str]) -> Iterator[str]:
+def _read_txt(spec: str, path: Path, compression: str, options: dict[str, str],
+              fields: tuple[str, ...]) -> Iterator[_Record]:
+    for text in _txt_documents(spec, path, compression, options):
+        yield text, _NO_FIELDS
+
+
+def _txt_documents(spec: str, path: Path, compression: str,
+                   options: dict[str, str]) -> Iterator[str]:
     with _open_text(spec, path, compression) as f:
         sep = options.get("sep")
         split = options.get("split", "line")
@@ -165,7 +177,8 @@ def _read_txt(spec: str, path: Path, compression: str, options: dict[str, str]) 
             yield f.read()
 
 
-def _read_jsonl(spec: str, path: Path, compression: str, options: dict[str, str]) -> Iterator[str]:
+def _read_jsonl(spec: str, path: Path, compression: str, options: dict[str, str],
+                fields: tuple[str, ...]) -> Iterator[_Record]:
     key = options.get("field", "text")
     with _open_text(spec, path, compression) as f:
         for number, line in enumerate(f, 1):
@@ -176,7 +189,8 @@ def _read_jsonl(spec: str, path: Path, compression: str, options: dict[str, str]
             except json.JSONDecodeError:
                 raise ValueError(f"data source {spec!r}: line {number} of {str(path)!r} is not "
                                  "valid JSON; each line must be one JSON object") from None
-            yield _field(spec, record, key, f"line {number} of {str(path)!r}")
+            where = f"line {number} of {str(path)!r}"
+            yield _field(spec, record, key, where), _extras(record, fields)
 
 
 def _field(spec: str, record: Any, key: str, where: str) -> str:
@@ -195,8 +209,13 @@ def _field(spec: str, record: Any, key: str, where: str) -> str:
     return value
 
 
-def _read_parquet(spec: str, path: Path, compression: str,
-                  options: dict[str, str]) -> Iterator[str]:
+def _extras(record: dict[str, Any], fields: tuple[str, ...]) -> tuple[Any, ...]:
+    # a record without an optional field (a missing url) is data, not a mistake: None
+    return tuple(record.get(name) for name in fields) if fields else _NO_FIELDS
+
+
+def _read_parquet(spec: str, path: Path, compression: str, options: dict[str, str],
+                  fields: tuple[str, ...]) -> Iterator[_Record]:
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -209,15 +228,21 @@ def _read_parquet(spec: str, path: Path, compression: str,
     if column not in schema.names:
         raise ValueError(f"data source {spec!r}: {str(path)!r} has no column {column!r} (it has "
                          f"{', '.join(map(repr, schema.names))}); choose one with ?field=NAME")
+    missing = [name for name in fields if name not in schema.names]
+    if missing:
+        raise ValueError(f"data source {spec!r}: {str(path)!r} has no column "
+                         f"{', '.join(map(repr, missing))} for fields (it has "
+                         f"{', '.join(map(repr, schema.names))}); ask only for columns it has")
     kind = schema.field(column).type
     if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)
             or (hasattr(pa.types, "is_string_view") and pa.types.is_string_view(kind))):
         raise ValueError(f"data source {spec!r}: column {column!r} of {str(path)!r} holds {kind}, "
                          "not text; choose a text column with ?field=")
     try:
-        for batch in parquet.iter_batches(batch_size=1024, columns=[column]):
-            for value in batch.column(0).to_pylist():
-                yield value or ""
+        for batch in parquet.iter_batches(batch_size=1024, columns=[column, *fields]):
+            columns = [batch.column(i).to_pylist() for i in range(1, 1 + len(fields))]
+            for row, value in enumerate(batch.column(0).to_pylist()):
+                yield value or "", tuple(c[row] for c in columns) if fields else _NO_FIELDS
     finally:
         parquet.close()
 
@@ -225,7 +250,8 @@ def _read_parquet(spec: str, path: Path, compression: str,
 _READERS = {"txt": _read_txt, "jsonl": _read_jsonl, "parquet": _read_parquet}
 
 
-def _local_source(spec: str, target: str, options: dict[str, str]) -> Callable[[], Iterator[str]]:
+def _local_source(spec: str, target: str, options: dict[str, str],
+                  fields: tuple[str, ...]) -> Callable[[], Iterator[_Record]]:
     _check_options(spec, options, _FILE_OPTIONS)
     forced = options.get("format")
     if forced is not None and forced not in FORMATS:
@@ -237,11 +263,17 @@ def _local_source(spec: str, target: str, options: dict[str, str]) -> Callable[[
     if options.get("sep") == "":
         raise ValueError(f"data source {spec!r}: sep is empty; give the separator string")
     files = _resolve_files(spec, target, forced)
+    if fields:
+        plain = [p.name for p in files if _file_format(spec, p, forced)[0] == "txt"]
+        if plain:
+            raise ValueError(f"data source {spec!r}: text file {plain[0]!r} has no fields to "
+                             f"read {', '.join(map(repr, fields))} from; ask for fields only "
+                             "from .jsonl, .parquet or hf: sources")
 
-    def documents() -> Iterator[str]:
+    def documents() -> Iterator[_Record]:
         for path in files:
             fmt, compression = _file_format(spec, path, forced)
-            yield from _READERS[fmt](spec, path, compression, options)
+            yield from _READERS[fmt](spec, path, compression, options, fields)
 
     return documents
 
@@ -255,7 +287,8 @@ def _import_datasets(spec: str) -> Any:
     return datasets
 
 
-def _hub_source(spec: str, name: str, options: dict[str, str]) -> Callable[[], Iterator[str]]:
+def _hub_source(spec: str, name: str, options: dict[str, str],
+                fields: tuple[str, ...]) -> Callable[[], Iterator[_Record]]:
     _check_options(spec, options, _HUB_OPTIONS)
     if not name:
         raise ValueError(f"data source {spec!r} names no dataset; write hf:owner/name")
@@ -263,7 +296,7 @@ def _hub_source(spec: str, name: str, options: dict[str, str]) -> Callable[[], I
     key = options.get("field", "text")
     kwargs = {k: options[k] for k in ("data_dir", "revision") if k in options}
 
-    def documents() -> Iterator[str]:
+    def documents() -> Iterator[_Record]:
         try:
             rows = datasets.load_dataset(name, options.get("config"),
                                          split=options.get("split", "train"), streaming=True,
@@ -274,7 +307,7 @@ def _hub_source(spec: str, name: str, options: dict[str, str]) -> Callable[[], I
                           f"({type(error).__name__}: {reason}); check the name, config, split "
                           "and network") from error
         for number, row in enumerate(rows):
-            yield _field(spec, row, key, f"row {number} of {name!r}")
+            yield _field(spec, row, key, f"row {number} of {name!r}"), _extras(row, fields)
 
     return documents
 
@@ -286,29 +319,51 @@ def read_documents(spec: str, limit: int | None = None, skip: int = 0) -> Iterat
     first document. A source without a single non-empty document raises ValueError when
     exhausted; skipping past the end of a non-empty source just yields nothing.
     """
+    records = read_records(spec, limit=limit, skip=skip)
+    return (text for text, _ in records)
+
+
+def read_records(spec: str, fields: Iterable[str] = (), limit: int | None = None,
+                 skip: int = 0) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """:func:`read_documents`, each text with the values of ``fields`` in its record.
+
+    A record without one of the fields gives None for it; a parquet file without the column, or
+    a text file (no records), is an error when the spec is checked.
+    """
     if skip < 0 or (limit is not None and limit < 0):
         raise ValueError(f"read_documents({spec!r}): skip = {skip} and limit = {limit} must not "
                          "be negative")
+    fields = tuple(fields)
     target, options = parse_spec(spec)
     if target.startswith("hf:"):
-        source = _hub_source(spec, target[3:], options)
+        source = _hub_source(spec, target[3:], options, fields)
     else:
-        source = _local_source(spec, target, options)
+        source = _local_source(spec, target, options, fields)
     return _take(spec, source(), skip, limit)
 
 
-def _take(spec: str, documents: Iterator[str], skip: int, limit: int | None) -> Iterator[str]:
+def source_files(spec: str) -> list[Path]:
+    """The local files a spec reads, in reading order; none for a hub dataset."""
+    target, options = parse_spec(spec)
+    if target.startswith("hf:"):
+        return []
+    _check_options(spec, options, _FILE_OPTIONS)
+    return _resolve_files(spec, target, options.get("format"))
+
+
+def _take(spec: str, documents: Iterator[_Record], skip: int,
+          limit: int | None) -> Iterator[_Record]:
     if limit == 0:
         return
     seen = 0
-    for raw in documents:
+    for raw, extras in documents:
         text = raw.strip()
         if not text:
             continue
         seen += 1
         if seen <= skip:
             continue
-        yield text
+        yield text, extras
         if limit is not None and seen - skip >= limit:
             return
     if seen == 0:
@@ -532,7 +587,7 @@ class TextSet:
 
 
 _BATCH = 256  # documents tokenized per call
-_CHECKPOINT_EVERY = 1024  # general documents between remembered source positions
+_COMMIT_EVERY = 8192  # documents between commits of a token store build
 _FORMAT_VERSION = 1  # bump when the selection rules below change
 
 
@@ -547,6 +602,9 @@ class TextCorpus:
     source, in order and skipping R and H documents: the first ``n_validation`` distinct ones are
     V; every later document that is not in R, H or V is a general training document, numbered
     from 0. The two sources may be the same spec. Sets are read on first use.
+
+    Each source is read through a token store (:mod:`memsinks.data.store`, under ``cache_dir``):
+    tokenized once, only as far as the sets and the stream reach, then read in constant time.
     """
 
     general_source: str
@@ -556,16 +614,15 @@ class TextCorpus:
     n_validation: int
     max_tokens: int
     min_tokens: int = 16
-    cache_size: int = 4096  # general documents kept in memory
-    _cache: OrderedDict[int, tuple[int, np.ndarray]] = field(
-        default_factory=OrderedDict, init=False, repr=False)
-    _reader: Iterator[tuple[int, np.ndarray, int]] | None = field(
-        default=None, init=False, repr=False)
-    _next: int = field(default=0, init=False, repr=False)
-    _checkpoints: list[int] = field(default_factory=list, init=False, repr=False)
+    cache_dir: str | Path | None = None  # token stores; None: $MEMSINKS_CACHE/stores
+    _builders: dict[str, StoreBuilder] = field(default_factory=dict, init=False, repr=False)
+    _stores: dict[str, TokenStore] = field(default_factory=dict, init=False, repr=False)
+    _positions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), init=False,
+                                   repr=False)
+    _scanned: int = field(default=0, init=False, repr=False)  # general store documents scanned
 
     def __post_init__(self) -> None:
-        for name in ("n_repeated", "n_validation", "max_tokens", "min_tokens", "cache_size"):
+        for name in ("n_repeated", "n_validation", "max_tokens", "min_tokens"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"TextCorpus.{name} = {getattr(self, name)} must be at least 1")
         if self.min_tokens > self.max_tokens:
@@ -585,48 +642,59 @@ class TextCorpus:
         return hashlib.sha256(data.encode()).hexdigest()
 
     # -- reading --------------------------------------------------------------------------------
-    def _accepted(self, spec: str, start: int,
-                  exclude: set[int]) -> Iterator[tuple[int, np.ndarray, int]]:
-        """(source position, kept ids, document id) of every document from ``start`` that passes
-        the length filter and is not in ``exclude``."""
-        documents = read_documents(spec, skip=start)
-        position = start
-        while chunk := list(itertools.islice(documents, _BATCH)):
-            for tokens in self.tokenizer.encode_batch(chunk, max_tokens=self.max_tokens):
-                position += 1
-                if len(tokens) < self.min_tokens:
-                    continue
-                doc = document_id(tokens)
-                if doc not in exclude:
-                    tokens.flags.writeable = False
-                    yield position - 1, tokens, doc
+    def _store(self, spec: str, at_least: int) -> TokenStore:
+        """The token store of ``spec`` holding its first ``at_least`` documents, or all."""
+        store = self._stores.get(spec)
+        if store is None or not store.covers(at_least):
+            from .data.store import StoreBuilder
 
-    def _distinct(self, spec: str, count: int, exclude: set[int],
-                  what: str) -> list[tuple[int, np.ndarray, int]]:
-        taken: list[tuple[int, np.ndarray, int]] = []
-        seen = set(exclude)
-        for item in self._accepted(spec, 0, seen):
-            seen.add(item[2])  # the generator checks `seen` itself, so duplicates are skipped
-            taken.append(item)
-            if len(taken) == count:
-                return taken
-        raise ValueError(f"data source {spec!r} has only {len(taken)} distinct documents of at "
-                         f"least {self.min_tokens} tokens, but {what} needs {count}; lower the "
-                         "count or min_tokens, or use a larger source")
+            builder = self._builders.get(spec)
+            if builder is None:  # one per spec: its key (file sizes and times) is taken once
+                builder = self._builders[spec] = StoreBuilder(
+                    spec, self.tokenizer, self.max_tokens, self.min_tokens,
+                    cache_dir=self.cache_dir, chunk=_BATCH, commit_every=_COMMIT_EVERY)
+            store = self._stores[spec] = builder.build(limit=at_least)
+        return store
 
-    def _set(self, name: str, items: list[tuple[int, np.ndarray, int]]) -> TextSet:
-        tokens = [t for _, t, _ in items]
-        return TextSet(name, tokens, np.full(len(items), np.nan),
-                       np.array([d for _, _, d in items], dtype=np.int64),
+    def _accepted(self, store: TokenStore, exclude: np.ndarray, start: int = 0) -> np.ndarray:
+        """Positions from ``start`` of the documents that pass the length filter and are not in
+        ``exclude``."""
+        passed = store.lengths[start:] >= self.min_tokens
+        passed &= ~np.isin(store.hashes[start:], exclude)
+        return np.flatnonzero(passed) + start
+
+    def _distinct(self, spec: str, count: int, exclude: np.ndarray,
+                  what: str) -> tuple[TokenStore, np.ndarray]:
+        """The positions of the first ``count`` accepted documents, each the first of its kind."""
+        want = count + count // 4 + _BATCH
+        while True:
+            store = self._store(spec, want)
+            accepted = self._accepted(store, exclude)
+            _, first = np.unique(store.hashes[accepted], return_index=True)
+            positions = accepted[np.sort(first)]
+            if len(positions) >= count:
+                return store, positions[:count]
+            if store.complete:
+                raise ValueError(f"data source {spec!r} has only {len(positions)} distinct "
+                                 f"documents of at least {self.min_tokens} tokens, but {what} "
+                                 f"needs {count}; lower the count or min_tokens, or use a "
+                                 "larger source")
+            want = _more(len(store), len(positions), count)
+
+    def _set(self, name: str, store: TokenStore, positions: np.ndarray) -> TextSet:
+        tokens = [_read_only(store.tokens(int(p))) for p in positions]
+        return TextSet(name, tokens, np.full(len(positions), np.nan),
+                       np.array(store.hashes[positions], dtype=np.int64),
                        [self.tokenizer.decode(t) for t in tokens],
-                       np.array([p for p, _, _ in items], dtype=np.int64))
+                       np.array(positions, dtype=np.int64))
 
     @cached_property
     def _twins(self) -> tuple[TextSet, TextSet]:
         n = self.n_repeated
-        items = self._distinct(self.repeated_source, 2 * n, set(),
-                               f"R and H (2 x n_repeated = {2 * n})")
-        return self._set("repeated", items[:n]), self._set("heldout", items[n:])
+        store, positions = self._distinct(self.repeated_source, 2 * n, np.zeros(0, np.int64),
+                                          f"R and H (2 x n_repeated = {2 * n})")
+        return self._set("repeated", store, positions[:n]), self._set("heldout", store,
+                                                                      positions[n:])
 
     @property
     def repeated(self) -> TextSet:
@@ -638,73 +706,85 @@ class TextCorpus:
 
     @cached_property
     def validation(self) -> TextSet:
-        exclude = set(self.repeated.ids.tolist()) | set(self.heldout.ids.tolist())
-        items = self._distinct(self.general_source, self.n_validation, exclude,
-                               f"validation (n_validation = {self.n_validation})")
-        self._checkpoints = [items[-1][0] + 1]  # general document 0 is read from here on
-        return self._set("validation", items)
+        exclude = np.concatenate([self.repeated.ids, self.heldout.ids])
+        store, positions = self._distinct(self.general_source, self.n_validation, exclude,
+                                          f"validation (n_validation = {self.n_validation})")
+        return self._set("validation", store, positions)
 
     @cached_property
-    def _excluded(self) -> set[int]:
-        sets = (self.repeated, self.heldout, self.validation)
-        return {int(d) for s in sets for d in s.ids}
+    def _excluded(self) -> np.ndarray:
+        return np.concatenate([s.ids for s in (self.repeated, self.heldout, self.validation)])
 
     def general(self, index: int) -> np.ndarray:
         """Ids of general training document ``index`` (read-only int32).
 
-        Reading in increasing order streams the source once; an index that fell out of the cache
-        is re-read from the nearest remembered position at or before it (the source is re-read
-        from its start up to there, tokenizing at most 1024 documents).
+        Constant time once the general source's token store reaches ``index``; an index past
+        it tokenizes further, reading ahead of it (so a stream extends the store only a few
+        times; :meth:`check_capacity` does it once, before the first step).
         """
-        return self._general(index)[1]
+        store, position = self._general(index)
+        return _read_only(store.tokens(position))
 
     def general_position(self, index: int) -> int:
         """Index of general training document ``index`` among its source's non-empty documents."""
-        return self._general(index)[0]
+        return self._general(index)[1]
 
-    def _general(self, index: int) -> tuple[int, np.ndarray]:
+    def check_capacity(self, needed: int) -> None:
+        """Make sure general documents ``0 .. needed - 1`` exist, tokenizing what is missing now.
+
+        ``needed``: how many general documents the stream reads (its largest general code + 1).
+        """
+        if needed < 0:
+            raise ValueError(f"TextCorpus.check_capacity({needed}): the count must not be "
+                             "negative")
+        have = len(self._general_positions(needed))
+        if have < needed:
+            raise ValueError(f"general source {self.general_source!r} holds only {have} general "
+                             f"training documents (after R, H, V and those under min_tokens = "
+                             f"{self.min_tokens}), but the stream needs {needed}; use a larger "
+                             "source, or fewer train.steps or a smaller train.batch_size")
+
+    def _general(self, index: int) -> tuple[TokenStore, int]:
         if index < 0:
             raise IndexError(f"general document index {index} is negative")
-        hit = self._cache.get(index)
-        if hit is not None:
-            self._cache.move_to_end(index)
-            return hit
-        exclude = self._excluded  # reads R, H and V first; sets the first checkpoint
-        if self._reader is None or index >= self._next:
-            if self._reader is None:
-                slot = min(index // _CHECKPOINT_EVERY, len(self._checkpoints) - 1)
-                self._reader = self._accepted(self.general_source, self._checkpoints[slot],
-                                              exclude)
-                self._next = slot * _CHECKPOINT_EVERY
-            try:
-                self._reader, self._next = self._advance(self._reader, self._next, index)
-            except BaseException:
-                self._reader = None  # its position is unknown now; restart from a checkpoint
-                raise
-        else:
-            # behind the forward reader: a separate reader, so training's stream stays in place
-            slot = min(index // _CHECKPOINT_EVERY, len(self._checkpoints) - 1)
-            reader = self._accepted(self.general_source, self._checkpoints[slot], exclude)
-            self._advance(reader, slot * _CHECKPOINT_EVERY, index)
-        return self._cache[index]
+        positions = self._positions
+        if index >= len(positions):
+            # a stream asks for the following documents next: read well ahead of this one
+            positions = self._general_positions(max(index + 1, 2 * len(positions)))
+        if index >= len(positions):
+            raise ValueError(f"general source {self.general_source!r} has only {len(positions)} "
+                             f"training documents after validation and the filters, but "
+                             f"document {index} was asked for; use a larger source or fewer "
+                             "steps")
+        return self._stores[self.general_source], int(positions[index])
 
-    def _advance(self, reader: Iterator[tuple[int, np.ndarray, int]], next_index: int,
-                 index: int) -> tuple[Iterator[tuple[int, np.ndarray, int]], int]:
-        """Read documents ``next_index .. index`` from ``reader`` into the cache."""
-        while next_index <= index:
-            item = next(reader, None)
-            if item is None:
-                raise ValueError(f"general source {self.general_source!r} has only {next_index} "
-                                 f"training documents after validation and the filters, but "
-                                 f"document {index} was asked for; use a larger source or fewer "
-                                 "steps")
-            position, tokens, _ = item
-            if next_index % _CHECKPOINT_EVERY == 0 and \
-                    next_index // _CHECKPOINT_EVERY == len(self._checkpoints):
-                self._checkpoints.append(position)
-            self._cache[next_index] = (position, tokens)
-            self._cache.move_to_end(next_index)
-            if len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-            next_index += 1
-        return reader, next_index
+    def _general_positions(self, needed: int) -> np.ndarray:
+        """Source positions of the general documents: at least ``needed``, or all there are."""
+        exclude = self._excluded  # reads R, H and V first
+        start = int(self.validation.positions[-1]) + 1  # general document 0 is read from here on
+        while True:
+            store = self._stores[self.general_source]
+            if self._scanned < len(store):
+                # the store only grows at its end: scan just the documents added since
+                fresh = self._accepted(store, exclude, max(start, self._scanned))
+                self._positions = np.concatenate([self._positions, fresh])
+                self._scanned = len(store)
+            if len(self._positions) >= needed or store.complete:
+                return self._positions
+            have = len(store) - start
+            self._store(self.general_source,
+                        start + _more(have, len(self._positions), needed))
+
+
+def _more(have: int, found: int, need: int) -> int:
+    """How many documents to read to find ``need`` accepted ones, ``found`` among the first
+    ``have``: the rate so far with a 5% margin, and at least a sixteenth more."""
+    if found == 0:
+        return max(2 * have, have + _BATCH)
+    estimate = math.ceil(have * need / found * 1.05) + _BATCH
+    return max(estimate, have + max(have // 16, _BATCH))
+
+
+def _read_only(tokens: np.ndarray) -> np.ndarray:
+    tokens.flags.writeable = False  # callers share them (a DocSet, a batch): none may edit them
+    return tokens
