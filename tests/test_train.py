@@ -92,3 +92,33 @@ def test_forgetting_rate_recovers_the_loss_between_repetitions():
     none = forgetting_rate(_forgetting_panel(0.0, 0.02, seed=1), resamples=200)["off"]
     assert abs(none["lost"]) < 3 * none["lost_se"]
     assert forgetting_rate({"curve": [], "modes": {"off": {}}}) == {}
+
+
+def test_bf16_training_on_cpu_is_close_to_fp32_and_enters_the_fingerprint(tmp_path):
+    from memsinks.config import StudyConfig
+    from memsinks.experiment import method_fingerprint
+
+    data = DataConfig(n_repeated=4, repetitions=3, n_validation=4)
+    mixture = Mixture(data, steps=6, batch_size=8)
+    shape = ModelConfig(num_layers=1, hidden_size=32, intermediate_size=64, num_heads=2,
+                        num_kv_heads=2)
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        config = TrainConfig(steps=6, batch_size=8, warmup_steps=2, lr=3e-3, eval_every=0,
+                             precision=precision)
+        model = build_model(shape, len(mixture.vocab), seed=0)
+        train(model, mixture, config, log_path=tmp_path / f"{precision}.jsonl", progress=False)
+        log = (tmp_path / f"{precision}.jsonl").read_text().splitlines()
+        losses[precision] = np.array([float(line.split('"loss": ')[1].split(",")[0])
+                                      for line in log])
+        assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights
+    # bf16 keeps 8 mantissa bits: the same run to about a percent, not bit for bit
+    assert np.allclose(losses["bf16"], losses["fp32"], rtol=0.02)
+    assert not np.array_equal(losses["bf16"], losses["fp32"])
+    study = StudyConfig()
+    plain = method_fingerprint(study, "standard")
+    study.train.precision = "bf16"
+    assert method_fingerprint(study, "standard") != plain
+    study.train.precision = "half"
+    with pytest.raises(ValueError, match="train.precision"):
+        study.train.validate()

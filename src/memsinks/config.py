@@ -93,8 +93,13 @@ class TrainConfig:
     # the built-in corpus (similar lengths: about 5% slower, benchmarks/packing.py)
     packing: bool | None = None
     row_len: int = 0  # packed row length (0 = the model context); longer documents are split
+    # training matmuls: auto (bf16 autocast on GPU, fp32 on CPU) | fp32 | bf16
+    precision: str = "auto"
 
     def validate(self) -> None:
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"train.precision = {self.precision!r} is not one of auto, fp32, "
+                             "bf16")
         if self.row_len < 0 or self.row_len == 1:
             raise ValueError(f"train.row_len = {self.row_len} must be 0 (the model context) or "
                              "at least 2 (BOS and EOS)")

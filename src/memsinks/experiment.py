@@ -56,7 +56,8 @@ def environment() -> dict:
 _LATER_FIELDS = {"drop_rescale": None, "mlp_width": "full", "goldfish_k": 0, "goldfish_h": 13,
                  "gradient_mask": False}
 # train fields added later enter the hash only when set; these never change the trained model
-_LATER_TRAIN = {"grad_accum": 1, "parallel": "auto", "compile": False, "row_len": 0}
+_LATER_TRAIN = {"grad_accum": 1, "parallel": "auto", "compile": False, "row_len": 0,
+                "precision": "auto"}
 _LATER_DATA = {"general_source": "", "repeated_source": "", "tokenizer": "train:bpe",
                "vocab_size": 8192, "tokenizer_docs": 20000, "min_tokens": 16, "max_tokens": 0}
 _LATER_DATA_SET = {"in_domain_share": None, "n_heldout": 0}  # in the hash only when set

@@ -58,10 +58,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on GPU; full precision on CPU (CPU bf16 is slower here, not faster)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def autocast(device: torch.device, precision: str = "auto"):
+    """bf16 autocast on GPU, or anywhere with ``precision="bf16"``; else full precision.
+
+    ``auto`` keeps CPU training in fp32: bf16 autocast is faster on a CPU with AMX only for
+    larger matrices, and evaluations stay exact (benchmarks/precision.py measures the ratio).
+    """
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
 
 
@@ -228,11 +232,12 @@ def step_batch(tokens: list[np.ndarray], ids: list[int], device: torch.device,
 
 
 def rows_nll(model: torch.nn.Module, batch: PackedBatch, labels: torch.Tensor,
-             rows: torch.Tensor, sinks: Sinks | None = None) -> torch.Tensor:
+             rows: torch.Tensor, sinks: Sinks | None = None, precision: str = "auto"
+             ) -> torch.Tensor:
     """Summed next-token NLL of some rows of a batch, their sink masks (train mode) set first."""
     if sinks is not None:
         sinks.set_mode("train", ids=batch.doc_ids[rows])
-    with autocast(batch.input_ids.device):
+    with autocast(batch.input_ids.device, precision):
         logits = model(**batch.model_inputs(rows)).logits
     return torch.nn.functional.cross_entropy(
         logits[:, :-1].float().flatten(0, 1), labels[rows][:, 1:].flatten(),
@@ -331,7 +336,7 @@ def train(model: torch.nn.Module, mixture: Mixture, config: TrainConfig,
                 sync = (engine.no_sync() if strategy == "ddp" and not last_part
                         else nullcontext())
                 with sync:
-                    nll = rows_nll(engine, batch, labels, part, sinks)
+                    nll = rows_nll(engine, batch, labels, part, sinks, config.precision)
                     if router is not None:
                         router.active = is_routed
                     # normalised by the global batch's tokens (x processes, whose gradients
