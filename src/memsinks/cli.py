@@ -121,6 +121,14 @@ def cmd_tradeoff(args: argparse.Namespace) -> None:
                  Path(args.out) if args.out else None, progress=not args.quiet)
 
 
+def cmd_theory(args: argparse.Namespace) -> None:
+    from .theory import main as theory_main
+
+    code = theory_main(["--out", args.out, *args.overrides])
+    if code:
+        raise ValueError("the theory experiment stopped (see the message above)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memsinks", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -217,6 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
                           "RUN_DIR)")
     tradeoff.add_argument("--quiet", action="store_true", help="no progress output")
     tradeoff.set_defaults(func=cmd_tradeoff)
+    theory = sub.add_parser(
+        "theory", help="the linear-network toy: natural items, canaries and sinks",
+        description="Train two-layer linear networks by gradient descent on a general task "
+        "plus memorized natural items, canaries or a domain's only items; measure post-hoc "
+        "ablation and sinks; write results.json and theory.png (docs/theory.md).")
+    theory.add_argument("--out", default="runs/theory", help="output folder")
+    theory.add_argument("overrides", nargs="*", help="TheoryConfig fields as key=value "
+                        "(seeds=0,1,2)")
+    theory.set_defaults(func=cmd_theory)
     return parser
 
 
