@@ -149,3 +149,54 @@ def test_two_processes_train_the_same_model_as_one(tmp_path, strategy):
     state = torch.load(tmp_path / "ddp.pt")
     for name, value in single.state_dict().items():
         assert torch.allclose(value, state[name], atol=1e-5), name
+
+
+def _gradients(model, sinks, tokens, ids, router=None):
+    model.zero_grad()
+    sinks.set_mode("train", ids=ids)
+    if router is not None:
+        router.active = True
+    model(input_ids=tokens, labels=tokens).loss.backward()
+    if router is not None:
+        router.active = False
+    return {name: p.grad.clone() for name, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("scale", [0.0, 0.25])
+def test_shared_grad_scales_everything_but_the_documents_own_sinks(scale):
+    torch.manual_seed(0)
+    model = build_model(SHAPE, 50, seed=0)
+    sinks = Sinks(model, SinkConfig(p_shared=0.5, p_active=0.5))
+    tokens = torch.randint(4, 50, (3, 12))
+    ids = torch.tensor([[7] * 12, [9] * 12, [11] * 12])
+    plain = _gradients(model, sinks, tokens, ids)
+    router = GradientRouter(model, sinks.n_shared, other_scale=scale)
+    routed = _gradients(model, sinks, tokens, ids, router)
+    n = sinks.n_shared
+    for name, grad in plain.items():
+        got = routed[name]
+        if "gate_proj" in name or "up_proj" in name:
+            assert torch.allclose(got[n:], grad[n:], atol=1e-7)  # the sink rows: untouched
+            assert torch.allclose(got[:n], scale * grad[:n], atol=1e-7)
+        elif "down_proj" in name:
+            assert torch.allclose(got[:, n:], grad[:, n:], atol=1e-7)
+            assert torch.allclose(got[:, :n], scale * grad[:, :n], atol=1e-7)
+        else:  # attention, embeddings, norms
+            assert torch.allclose(got, scale * grad, atol=1e-7), name
+    router.remove()
+
+
+def test_shared_grad_enters_the_fingerprint_only_when_set():
+    from memsinks.config import StudyConfig
+    from memsinks.experiment import method_fingerprint
+
+    config = StudyConfig()
+    before = method_fingerprint(config, "memsinks-repeated")
+    config.sinks.shared_grad = 1.0
+    assert method_fingerprint(config, "memsinks-repeated") == before
+    config.sinks.shared_grad = 0.25
+    assert method_fingerprint(config, "memsinks-repeated") != before
+    assert method_fingerprint(config, "standard") == method_fingerprint(StudyConfig(), "standard")
+    config.sinks.shared_grad = 2.0
+    with pytest.raises(ValueError, match="shared_grad"):
+        config.sinks.validate()

@@ -77,6 +77,8 @@ def method_fingerprint(config: StudyConfig, method: str) -> str:
     # fields added to Method later enter the hash only when set, so older runs stay valid
     relevant["method"] = {k: v for k, v in asdict(spec).items()
                           if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]}
+    if relevant["sinks"].get("shared_grad") == 1.0:  # added later: in the hash only when set
+        relevant["sinks"].pop("shared_grad")
     if spec.mlp_width == "shared" or spec.gradient_mask:
         relevant["sinks"] = {"p_shared": relevant["sinks"]["p_shared"]}
     elif not spec.sinks:
@@ -180,6 +182,11 @@ def run_method(config: StudyConfig, mixture: Mixture, name: str, run_dir: Path,
     if method.gradient_mask:
         recipe.routed = mixture.sink_ids(method.dedup, method.sink_ids) != 0
         recipe.pool_start = sinks.n_shared
+    elif method.sinks and sinks.config.shared_grad != 1:
+        # documents with sinks train their sinks fully and everything else scaled down
+        recipe.routed = recipe.sink_ids != 0
+        recipe.pool_start = sinks.n_shared
+        recipe.routed_scale = sinks.config.shared_grad
     curve_sets = sets_of(mixture, config.train.eval_docs)
 
     r_counts = curve_sets["R"].predicted_tokens

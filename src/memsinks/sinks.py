@@ -66,6 +66,10 @@ class SinkConfig:
     p_active: float = 0.3  # fraction of the sink pool a document switches on
     seed: int = 0  # salt of the mask hash
     drop_rescale: str = "paper"  # shared-neuron factor in drop mode: paper | mass | none
+    # scale on the gradient a document with sinks sends to every parameter outside its sinks
+    # (shared neurons, attention, embeddings); 1 = the paper. Below 1 the shared part learns
+    # less from repeated documents while their sinks learn as much (this project's variant)
+    shared_grad: float = 1.0
 
     def validate(self) -> None:
         for name in ("p_shared", "p_active"):
@@ -73,6 +77,9 @@ class SinkConfig:
             if not 0 < value <= 1:
                 raise ValueError(f"sinks.{name} = {value} is not a probability in (0, 1]; "
                                  f"use a value such as 0.3")
+        if not 0 <= self.shared_grad <= 1:
+            raise ValueError(f"sinks.shared_grad = {self.shared_grad} is not in [0, 1]; 1 trains "
+                             "as the paper does")
         if self.drop_rescale not in RESCALES:
             raise ValueError(f"sinks.drop_rescale = {self.drop_rescale!r} is not one of "
                              f"{', '.join(RESCALES)}")

@@ -113,17 +113,19 @@ def goldfish_drops(input_ids: torch.Tensor, k: int, h: int) -> torch.Tensor:
 
 
 class GradientRouter:
-    """Gradient masking: while active, gradients reach only a designated slice of every MLP.
+    """Gradient routing: while active, gradients outside a designated slice of every MLP are
+    scaled by ``other_scale`` (0: they reach only the slice).
 
     The designated neurons are ``[start:]`` of each MLP's hidden layer: their gate/up rows and
     down-projection columns. Every other parameter (attention, embeddings, norms, the other
-    neurons) gets a zero gradient from the routed rows.
+    neurons) gets its gradient from the routed rows times ``other_scale``.
     """
 
-    def __init__(self, model: torch.nn.Module, start: int):
+    def __init__(self, model: torch.nn.Module, start: int, other_scale: float = 0.0):
         from .sinks import _decoder_layers
 
         self.active = False
+        self.other_scale = float(other_scale)
         self._handles = []
         designated: dict[int, torch.Tensor] = {}
         for layer in _decoder_layers(model):
@@ -131,7 +133,7 @@ class GradientRouter:
             width = mlp.down_proj.in_features
             if not 0 < start < width:
                 raise ValueError(f"gradient masking needs 0 < start < {width}, got {start}")
-            keep = torch.zeros(width, device=mlp.down_proj.weight.device)
+            keep = torch.full((width,), self.other_scale, device=mlp.down_proj.weight.device)
             keep[start:] = 1.0
             designated[id(mlp.gate_proj.weight)] = keep[:, None]
             designated[id(mlp.up_proj.weight)] = keep[:, None]
@@ -145,7 +147,9 @@ class GradientRouter:
         def apply(grad: torch.Tensor) -> torch.Tensor:
             if not self.active:
                 return grad
-            return torch.zeros_like(grad) if mask is None else grad * mask.to(grad.dtype)
+            if mask is None:
+                return grad * self.other_scale if self.other_scale else torch.zeros_like(grad)
+            return grad * mask.to(grad.dtype)
         return apply
 
     def remove(self) -> None:
@@ -164,6 +168,7 @@ class Recipe:
     goldfish_h: int = 13  # Goldfish loss: width of the hashed context
     routed: np.ndarray | None = None  # per stream position: gradient restricted to the pool
     pool_start: int = 0  # gradient masking: first designated MLP neuron
+    routed_scale: float = 0.0  # routed rows' gradient outside the designated neurons
 
 
 class Interrupted(Exception):
@@ -277,7 +282,8 @@ def train(model: torch.nn.Module, mixture: Mixture, config: TrainConfig,
     optimizer = make_optimizer(model, config)  # after FSDP has swapped in sharded parameters
     if config.compile:
         engine = torch.compile(engine)
-    router = (GradientRouter(model, recipe.pool_start) if recipe.routed is not None else None)
+    router = (GradientRouter(model, recipe.pool_start, recipe.routed_scale)
+              if recipe.routed is not None else None)
     packing = config.packing if config.packing is not None else mixture.text is not None
     row_len = (config.row_len or model_context(model)) if packing else 0
     curve: list[dict] = []
