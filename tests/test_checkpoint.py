@@ -150,3 +150,45 @@ def test_the_command_line_exits_143_on_sigterm_and_a_rerun_resumes(tmp_path):
     assert f"resuming from {stopped_at}" in again.stdout
     steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
     assert steps == list(range(1, 301))
+
+
+def test_a_truncated_checkpoint_file_is_named_with_the_fix(tmp_path):
+    weights = {"w": torch.ones(4, 4)}
+    path = ckpt.save(tmp_path / "checkpoint", 3, weights, {"state": {}, "param_groups": []},
+                     {"fingerprint": "x"})
+    model_file = path / "model.safetensors"
+    model_file.write_bytes(model_file.read_bytes()[:20])
+    with pytest.raises(ValueError, match=r"model\.safetensors is truncated or corrupt .* delete "):
+        ckpt.load(path)
+
+
+def test_a_second_process_on_the_same_method_directory_is_told_who_holds_it(tmp_path):
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from memsinks import checkpoint as c\n"
+         f"with c.hold({str(tmp_path)!r}):\n    print('held', flush=True); time.sleep(30)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ValueError, match=rf"in use by another process \(pid {holder.pid}\)"):
+            with ckpt.hold(tmp_path):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with ckpt.hold(tmp_path):  # released when its holder dies
+        assert (tmp_path / ".lock").read_text() == str(os.getpid())
+
+
+def test_a_truncated_saved_model_is_named_with_the_fix(tmp_path):
+    from memsinks.experiment import load_model, save_model
+
+    model = build_model(ModelConfig(num_layers=1, hidden_size=32, intermediate_size=64,
+                                    num_heads=2, num_kv_heads=2), 40, seed=0)
+    save_model(model, None, tmp_path / "standard" / "model")
+    weights = tmp_path / "standard" / "model" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"truncated or corrupt .* rerun the study"):
+        load_model(tmp_path / "standard" / "model")

@@ -9,12 +9,16 @@ A crash at any moment leaves the previous complete checkpoint in place.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 LATEST = "latest"
@@ -115,16 +119,56 @@ def latest(directory: Path) -> Path | None:
     return max(complete, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
+def read_tensors(path: Path, fix: str) -> dict[str, torch.Tensor]:
+    """A safetensors file, or one sentence naming the file and ``fix`` when it is damaged."""
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise ValueError(f"{path} is truncated or corrupt ({error}); {fix}") from None
+
+
 def load(path: Path) -> tuple[dict[str, torch.Tensor], dict, dict]:
     """(model state dict, optimizer state dict, state) of a checkpoint directory."""
     path = Path(path)
-    state = json.loads((path / "state.json").read_text())
-    weights = load_file(str(path / "model.safetensors"))
+    fix = (f"delete {path} and rerun the same command: it resumes from an earlier checkpoint "
+           "or starts over")
+    try:
+        state = json.loads((path / "state.json").read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path / 'state.json'} is unreadable ({error}); {fix}") from None
+    weights = read_tensors(path / "model.safetensors", fix)
     for alias, source in state.pop("aliases", {}).items():
         weights[alias] = weights[source]
-    optimizer = _unflatten_optimizer(load_file(str(path / "optimizer.safetensors")),
+    optimizer = _unflatten_optimizer(read_tensors(path / "optimizer.safetensors", fix),
                                      state.pop("optimizer"))
     rng = path / "rng.safetensors"
     if rng.is_file():
-        state["rng"] = load_file(str(rng))["cpu"]
+        state["rng"] = read_tensors(rng, fix)["cpu"]
     return weights, optimizer, state
+
+
+@contextmanager
+def hold(directory: Path) -> Iterator[None]:
+    """Hold ``directory`` for this process (a lock file), or say which process holds it.
+
+    Two trainings of the same method directory would write each other's checkpoints.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise ValueError(f"{directory} is in use by another process (pid {holder}); wait "
+                             "for it to finish or stop it, then rerun") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
