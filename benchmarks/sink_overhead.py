@@ -1,5 +1,11 @@
 """Training step time of the same model with and without sinks, interleaved in one process.
 
+Three arms: no sinks; memsinks' gate (masks built once per batch from the unique IDs, one
+multiply per layer); and the reference code's mask computation as described in
+shared/reference/method.md, which every layer's forward rebuilds from the per-token IDs as an
+int64 (batch, seq, sinks) hash tensor: v_j = (id * 2^16 * a^j) mod M, a = 1588635695,
+M = 4294967291, neuron j on iff v_j / M < p_mem.
+
     python benchmarks/sink_overhead.py [--preset tiny] [--steps 30]
     python benchmarks/sink_overhead.py --preset smollm-135m --batch-size 4 --seq-len 128 \
         --steps 4 --warmup 1
@@ -22,8 +28,33 @@ import torch
 
 from memsinks.config import TrainConfig
 from memsinks.model import ModelConfig, build_model
-from memsinks.sinks import SinkConfig, Sinks
+from memsinks.sinks import SinkConfig, Sinks, _decoder_layers
 from memsinks.train import make_optimizer
+
+REF_A, REF_M = 1588635695, 4294967291
+
+
+class ReferenceGate:
+    """The reference code's per-layer mask: recomputed from per-token IDs in every forward."""
+
+    def __init__(self, model: torch.nn.Module, config: SinkConfig):
+        mlps = [layer.mlp for layer in _decoder_layers(model)]
+        self.width = mlps[0].down_proj.in_features
+        self.n_shared = int(self.width * config.p_shared)
+        self.p_active = config.p_active
+        self.ids: torch.Tensor | None = None
+        for mlp in mlps:
+            mlp.down_proj.register_forward_pre_hook(self._gate)
+
+    def _gate(self, module: torch.nn.Module, args: tuple) -> tuple:
+        hidden = args[0]
+        j = torch.arange(self.width - self.n_shared, device=hidden.device)
+        powers = torch.pow(torch.tensor(REF_A, device=hidden.device), j)  # int64, wraps
+        values = (self.ids[..., None] * 2**16 * powers) % REF_M  # (batch, seq, sinks) int64
+        sink_on = (values.double() / REF_M) < self.p_active
+        shared_on = torch.ones(*self.ids.shape, self.n_shared, device=hidden.device)
+        mask = torch.cat([shared_on, sink_on.to(hidden.dtype)], dim=-1)
+        return (hidden * mask,) + tuple(args[1:])
 
 
 def main() -> None:
@@ -41,12 +72,13 @@ def main() -> None:
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     config = ModelConfig(preset=args.preset)
-    models = {name: build_model(config, args.vocab, seed=0).to(device)
-              for name in ("without", "with")}
+    arms = ("without", "with", "reference")
+    models = {name: build_model(config, args.vocab, seed=0).to(device) for name in arms}
     sinks = Sinks(models["with"], SinkConfig())
+    reference = ReferenceGate(models["reference"], SinkConfig())
     optimizers = {name: make_optimizer(m, TrainConfig()) for name, m in models.items()}
     generator = torch.Generator().manual_seed(0)
-    times: dict[str, list[float]] = {"without": [], "with": []}
+    times: dict[str, list[float]] = {name: [] for name in arms}
 
     def step(name: str, tokens: torch.Tensor, ids: torch.Tensor) -> float:
         if device.type == "cuda":
@@ -54,6 +86,8 @@ def main() -> None:
         start = time.perf_counter()
         if name == "with":
             sinks.set_mode("train", ids=ids)
+        elif name == "reference":
+            reference.ids = ids
         loss = models[name](input_ids=tokens, labels=tokens).loss
         loss.backward()
         optimizers[name].step()
@@ -67,19 +101,22 @@ def main() -> None:
                                generator=generator).to(device)
         ids = torch.randint(1, 2**62, (args.batch_size, 1), generator=generator)
         ids = ids.expand(-1, args.seq_len).to(device)
-        order = ("without", "with") if i % 2 == 0 else ("with", "without")
-        for name in order:
+        for name in arms[i % 3:] + arms[:i % 3]:  # rotated, so drifting load hits all alike
             elapsed = step(name, tokens, ids)
             if i >= args.warmup:
                 times[name].append(elapsed)
     without = statistics.median(times["without"])
     with_sinks = statistics.median(times["with"])
+    with_reference = statistics.median(times["reference"])
     tokens = args.batch_size * args.seq_len
     print(f"preset {args.preset} on {device}, batch {args.batch_size} x {args.seq_len} tokens, "
           f"{args.steps} interleaved steps each")
     print(f"without sinks: {1000 * without:.1f} ms/step ({tokens / without:,.0f} tokens/s)")
     print(f"with sinks:    {1000 * with_sinks:.1f} ms/step ({tokens / with_sinks:,.0f} tokens/s)")
-    print(f"ratio with/without: {with_sinks / without:.3f}")
+    print(f"reference masks: {1000 * with_reference:.1f} ms/step "
+          f"({tokens / with_reference:,.0f} tokens/s)")
+    print(f"ratio with/without: {with_sinks / without:.3f}; reference/without: "
+          f"{with_reference / without:.3f}; reference/with: {with_reference / with_sinks:.3f}")
     model = models["with"]
     state = sum(p.numel() * p.element_size() for p in model.parameters())
     state += sum(t.numel() * t.element_size() for s in optimizers["with"].state.values()
@@ -87,11 +124,11 @@ def main() -> None:
     print(f"parameters: {sum(p.numel() for p in model.parameters()):,}; weights + AdamW state "
           f"of one model: {state / 2**20:,.0f} MiB")
     if device.type == "cuda":
-        print(f"peak GPU memory allocated (both models): "
+        print(f"peak GPU memory allocated (all three models): "
               f"{torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     peak_mib = peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes vs KiB
-    print(f"peak process memory (both models): {peak_mib:,.0f} MiB")
+    print(f"peak process memory (all three models): {peak_mib:,.0f} MiB")
 
 
 if __name__ == "__main__":
