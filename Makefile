@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup study test lint bench clean
+.PHONY: setup study test lint bench gpu-check clean
 
 $(BIN)/memsinks: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,12 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/sink_overhead.py
+	$(BIN)/python benchmarks/packing.py
+	$(BIN)/python benchmarks/precision.py
+	$(BIN)/python benchmarks/text_access.py
+
+gpu-check: setup
+	$(BIN)/python benchmarks/gpu_check.py
 
 clean:
 	rm -rf $(VENV) runs
