@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from memsinks.config import TrainConfig, load
+from memsinks.data.stream import BOS, EOS, PAD
 from memsinks.experiment import mixture_of
-from memsinks.mixture import BOS, EOS, PAD
 from memsinks.model import ModelConfig, build_model
 from memsinks.train import Recipe, make_optimizer, rows_nll, step_batch
 

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from memsinks.sources import TextCorpus, read_documents, train_bpe
+from memsinks.data.sources import read_documents, train_bpe
+from memsinks.data.text import TextCorpus
 
 WORDS = ("the cat dog sat ran on a mat under big small red tree house saw jumped quickly and "
          "then happy sad bird flew away over river while old new green blue near far").split()

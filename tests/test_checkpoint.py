@@ -9,7 +9,7 @@ import torch
 
 from memsinks import checkpoint as ckpt
 from memsinks.config import DataConfig, TrainConfig
-from memsinks.mixture import Mixture
+from memsinks.data.stream import Mixture
 from memsinks.model import ModelConfig, build_model
 from memsinks.sinks import SinkConfig, Sinks
 from memsinks.train import Interrupted, Recipe, train

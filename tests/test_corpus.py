@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-import memsinks.corpus as corpus
-from memsinks.corpus.grammar import Grammar, GrammarError, Value, Variable, render
+import memsinks.data.corpus as corpus
+from memsinks.data.corpus.grammar import Grammar, GrammarError, Value, Variable, render
 
 # --- a tiny grammar, enumerated exhaustively -------------------------------------------
 
@@ -188,7 +188,7 @@ def test_determinism(domain: str) -> None:
 
 def test_generation_does_not_depend_on_hash_seed() -> None:
     code = (
-        "import memsinks.corpus as c;"
+        "import memsinks.data.corpus as c;"
         "print([c.generate(d, 5, i).logprob for d in c.DOMAINS for i in range(3)])"
     )
     outs = set()

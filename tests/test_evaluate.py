@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from memsinks.data.stream import BOS, EOS, DocSet
 from memsinks.evaluate import bootstrap_closure, document_nll, gap, mean_nll, paired_difference
-from memsinks.mixture import BOS, EOS, DocSet
 from memsinks.model import ModelConfig, build_model
 from memsinks.sinks import SinkConfig, Sinks, document_id
 

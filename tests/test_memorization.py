@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from memsinks.data.stream import BOS, EOS, DocSet
 from memsinks.memorization import (
     TokenStatistics,
     auroc,
@@ -30,7 +31,6 @@ from memsinks.memorization import (
     tpr_at_fpr,
     zlib_score,
 )
-from memsinks.mixture import BOS, EOS, DocSet
 from memsinks.model import ModelConfig, build_model
 from memsinks.sinks import SinkConfig, Sinks, document_id, drop_sinks
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from memsinks.config import DataConfig
-from memsinks.mixture import Mixture
+from memsinks.data.stream import Mixture
 
 
 @pytest.fixture(scope="module")

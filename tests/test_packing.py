@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from memsinks.config import DataConfig, TrainConfig
-from memsinks.data.packing import PackedBatch, pack
+from memsinks.data.packing import PackedBatch, collate, pack
+from memsinks.data.stream import BOS, EOS, PAD, DocSet, Mixture
 from memsinks.evaluate import document_nll
-from memsinks.mixture import BOS, EOS, PAD, DocSet, Mixture
 from memsinks.model import ModelConfig, build_model
 from memsinks.sinks import SinkConfig, Sinks, document_id
-from memsinks.train import Recipe, _parts, collate, rows_nll, step_batch, train
+from memsinks.train import Recipe, _parts, rows_nll, step_batch, train
 
 CPU = torch.device("cpu")
 SHAPE = ModelConfig(preset="tiny", num_layers=2, hidden_size=32, intermediate_size=64,

@@ -8,7 +8,7 @@ import torch
 import torch.multiprocessing as mp
 
 from memsinks.config import DataConfig, TrainConfig
-from memsinks.mixture import Mixture
+from memsinks.data.stream import Mixture
 from memsinks.model import ModelConfig, build_model
 from memsinks.sinks import SinkConfig, Sinks
 from memsinks.train import GradientRouter, Recipe, goldfish_drops, train

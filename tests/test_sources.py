@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
-from memsinks import sources
-from memsinks.sources import TextCorpus, load_tokenizer, read_documents
+from memsinks.data import sources
+from memsinks.data import text as text_corpus
+from memsinks.data.sources import load_tokenizer, read_documents
+from memsinks.data.text import TextCorpus
 
 WORDS = ("the cat dog sat ran on a mat under big small red tree house saw jumped quickly and "
          "then happy sad bird flew away over river").split()
@@ -307,8 +309,8 @@ def test_same_source_for_both_keeps_twins_out_of_validation_and_training(two_sou
 
 
 def test_general_random_access_equals_sequential_reading(two_sources, tokenizer, monkeypatch):
-    monkeypatch.setattr(sources, "_COMMIT_EVERY", 4)
-    monkeypatch.setattr(sources, "_BATCH", 3)
+    monkeypatch.setattr(text_corpus, "_COMMIT_EVERY", 4)
+    monkeypatch.setattr(text_corpus, "_BATCH", 3)
     _, general_spec, _ = two_sources
     make = lambda: TextCorpus(general_spec, general_spec, tokenizer, n_repeated=2,  # noqa: E731
                               n_validation=3, max_tokens=30, min_tokens=8)

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from memsinks.data import store as store_module
+from memsinks.data.sources import load_tokenizer, read_documents
 from memsinks.data.store import StoreBuilder, TokenStore
+from memsinks.data.text import TextCorpus
 from memsinks.sinks import document_id
-from memsinks.sources import TextCorpus, load_tokenizer, read_documents
 
 WORDS = ("the cat dog sat ran on a mat under big small red tree house saw jumped quickly and "
          "then happy sad bird flew away over river").split()

@@ -7,7 +7,7 @@ import pytest
 
 from memsinks.cli import main
 from memsinks.config import DataConfig
-from memsinks.mixture import Mixture
+from memsinks.data.stream import Mixture
 
 WORDS = ("the cat sat on a mat and looked at the bird while the dog ran in the park with "
          "a red ball near the old tree by the river under the blue sky").split()

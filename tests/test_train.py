@@ -6,10 +6,11 @@ import torch
 
 from memsinks.analysis import forgetting_rate
 from memsinks.config import DataConfig, TrainConfig
-from memsinks.mixture import BOS, EOS, PAD, Mixture
+from memsinks.data.packing import collate
+from memsinks.data.stream import BOS, EOS, PAD, Mixture
 from memsinks.model import ModelConfig, build_model
 from memsinks.sinks import SinkConfig, Sinks
-from memsinks.train import Recipe, collate, lr_at, train
+from memsinks.train import Recipe, lr_at, train
 
 
 def test_warmup_then_cosine_to_the_floor():

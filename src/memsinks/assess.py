@@ -14,8 +14,8 @@ import time
 import torch
 
 from . import memorization as mem
+from .data.stream import Mixture
 from .methods import METHODS, Method
-from .mixture import Mixture
 from .sinks import Sinks, drop_sinks
 
 VERSION = 3

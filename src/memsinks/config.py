@@ -30,7 +30,7 @@ class DataConfig:
     # only source of its domain
     in_domain_share: float | None = None
     n_heldout: int = 0  # documents in H, the held-out in-domain set (0 = as many as R)
-    # text corpora instead of the built-in generator (see memsinks.sources for the spec syntax)
+    # text corpora instead of the built-in generator (see memsinks.data.sources for the spec syntax)
     general_source: str = ""  # a file, directory, glob or hf:owner/name; "" = built-in
     repeated_source: str = ""  # where R and H come from; "" = general_source
     tokenizer: str = "train:bpe"  # text corpora: train:bpe, a local path or a hub name

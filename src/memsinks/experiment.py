@@ -26,9 +26,9 @@ from . import checkpoint as ckpt
 from . import config as config_io
 from . import parallel
 from .config import StudyConfig
+from .data.stream import DocSet, Mixture
 from .evaluate import bootstrap_closure, document_nll, gap, mean_nll, paired_difference
 from .methods import METHODS, Method
-from .mixture import DocSet, Mixture
 from .model import ModelConfig, build_model, count_parameters
 from .sinks import SinkConfig, Sinks
 from .train import Recipe, resolve_device, train
@@ -463,7 +463,7 @@ def export_dropped(method_dir: Path, out: Path) -> Path:
     """
     from transformers import PreTrainedTokenizerFast
 
-    from .mixture import SPECIALS
+    from .data.stream import SPECIALS
     from .sinks import drop_sinks
 
     method_dir = Path(method_dir)
@@ -472,7 +472,7 @@ def export_dropped(method_dir: Path, out: Path) -> Path:
     tokenizer_dir = method_dir.parent / "tokenizer"  # text corpora
     tokenizer_path = method_dir.parent / "tokenizer.json"  # the built-in corpus
     if tokenizer_dir.is_dir():
-        from .sources import TextTokenizer
+        from .data.sources import TextTokenizer
 
         tokenizer = TextTokenizer.from_saved(tokenizer_dir).hf
     elif tokenizer_path.is_file():

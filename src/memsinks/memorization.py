@@ -18,10 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .data.packing import collate
+from .data.stream import BOS, DocSet
 from .evaluate import document_nll, mean_nll
-from .mixture import BOS, DocSet
 from .sinks import Sinks
-from .train import autocast, collate
+from .train import autocast
 
 STATIC_MODES = ("off", "keep", "drop", "exclude")
 MIA_SCORES = ("loss", "zlib", "min_k", "min_k_plus_plus")

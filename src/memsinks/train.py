@@ -19,35 +19,9 @@ from tqdm import tqdm
 from . import checkpoint as ckpt
 from . import parallel
 from .config import TrainConfig
-from .data.packing import PackedBatch, model_context, pack
-from .mixture import BOS, EOS, PAD, Mixture
+from .data.packing import PackedBatch, collate, model_context, pack
+from .data.stream import Mixture
 from .sinks import Sinks, _fmix32
-
-
-@dataclass
-class Batch:
-    input_ids: torch.Tensor  # (B, T), right-padded
-    labels: torch.Tensor  # input ids, -100 on padding
-    doc_ids: torch.Tensor  # (B, T) sink ID of every token (0 = no sinks)
-
-
-def collate(token_lists: list[np.ndarray], doc_ids: list[int], device: torch.device,
-            specials: tuple[int, int, int] = (PAD, BOS, EOS)) -> Batch:
-    """One document per row: BOS, its tokens, EOS, right padding; ``specials`` = (pad, bos, eos)."""
-    pad, bos, eos = specials
-    width = max(len(t) for t in token_lists) + 2
-    input_ids = torch.full((len(token_lists), width), pad, dtype=torch.long)
-    labels = torch.full_like(input_ids, -100)
-    ids = torch.zeros_like(input_ids)
-    for row, (tokens, doc) in enumerate(zip(token_lists, doc_ids, strict=True)):
-        n = len(tokens) + 2
-        seq = torch.empty(n, dtype=torch.long)
-        seq[0], seq[-1] = bos, eos
-        seq[1:-1] = torch.from_numpy(tokens.astype(np.int64))
-        input_ids[row, :n] = seq
-        labels[row, :n] = seq
-        ids[row, :n] = doc
-    return Batch(input_ids.to(device), labels.to(device), ids.to(device))
 
 
 def resolve_device(name: str) -> torch.device:

@@ -1,7 +1,7 @@
 """Packing: the documents of a batch laid whole into rows of one length, attention kept inside
 each document.
 
-One document per row (``train.collate``) pads every row to the longest document. Packing lays
+One document per row (:func:`collate`) pads every row to the longest document. Packing lays
 the documents, each as BOS, tokens, EOS, into rows of ``row_len`` tokens, first-fit in the
 order given, and keeps them apart:
 
@@ -35,22 +35,44 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from ..mixture import BOS, EOS, PAD
+from .stream import BOS, EOS, PAD
 
-if TYPE_CHECKING:  # train imports this module
-    from ..train import Batch
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # (B, T), right-padded
+    labels: torch.Tensor  # input ids, -100 on padding
+    doc_ids: torch.Tensor  # (B, T) sink ID of every token (0 = no sinks)
+
+
+def collate(token_lists: list[np.ndarray], doc_ids: list[int], device: torch.device,
+            specials: tuple[int, int, int] = (PAD, BOS, EOS)) -> Batch:
+    """One document per row: BOS, its tokens, EOS, right padding; ``specials`` = (pad, bos, eos)."""
+    pad, bos, eos = specials
+    width = max(len(t) for t in token_lists) + 2
+    input_ids = torch.full((len(token_lists), width), pad, dtype=torch.long)
+    labels = torch.full_like(input_ids, -100)
+    ids = torch.zeros_like(input_ids)
+    for row, (tokens, doc) in enumerate(zip(token_lists, doc_ids, strict=True)):
+        n = len(tokens) + 2
+        seq = torch.empty(n, dtype=torch.long)
+        seq[0], seq[-1] = bos, eos
+        seq[1:-1] = torch.from_numpy(tokens.astype(np.int64))
+        input_ids[row, :n] = seq
+        labels[row, :n] = seq
+        ids[row, :n] = doc
+    return Batch(input_ids.to(device), labels.to(device), ids.to(device))
 
 
 @dataclass
 class PackedBatch:
     """Rows of tokens with what a forward pass and a per-document loss need.
 
-    ``labels[:, t]`` is the target of position ``t - 1`` (as in ``train.Batch``, the loss pairs
+    ``labels[:, t]`` is the target of position ``t - 1`` (as in :class:`Batch`, the loss pairs
     ``logits[:, :-1]`` with ``labels[:, 1:]``). ``doc_index`` and ``offset`` say where each
     token sits in the one-document-per-row layout of the same documents.
     """
@@ -74,7 +96,7 @@ class PackedBatch:
 
     @classmethod
     def unpacked(cls, batch: Batch) -> PackedBatch:
-        """The same view of a one-document-per-row batch (``train.collate``'s)."""
+        """The same view of a one-document-per-row batch (:func:`collate`'s)."""
         rows, width = batch.input_ids.shape
         device = batch.input_ids.device
         real = batch.labels != -100  # collate leaves BOS as a label, so this is every token
@@ -95,7 +117,7 @@ class PackedBatch:
         return inputs
 
     def place(self, per_document: torch.Tensor) -> torch.Tensor:
-        """Values laid out one document per row (``train.collate``'s layout) moved into this one.
+        """Values laid out one document per row (:func:`collate`'s layout) moved into this one.
 
         Padding gets zero (False for a boolean tensor).
         """

@@ -4,7 +4,7 @@ A store lives in ``<cache>/stores/<key>/``; the cache is ``$MEMSINKS_CACHE`` (de
 ``~/.cache/memsinks``) and the key a hash of the source spec, the size and modification time of
 each of its local files, the tokenizer fingerprint, the cut settings and the fields, so a changed
 file or setting gets a store of its own. Document ``i`` of a store is the ``i``-th non-empty
-document of its source, in :func:`memsinks.sources.read_documents` order.
+document of its source, in :func:`memsinks.data.sources.read_documents` order.
 
 On-disk format, version 1 (every number little-endian):
 
@@ -55,7 +55,7 @@ from numpy.lib import format as npy
 from tqdm import tqdm
 
 from ..sinks import document_id
-from ..sources import TextTokenizer, read_records, source_files
+from .sources import TextTokenizer, read_records, source_files
 
 FORMAT = 1
 _INT64 = np.dtype("<i8")

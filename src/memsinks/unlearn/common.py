@@ -25,9 +25,9 @@ import torch
 import yaml
 from torch import nn
 
-from ..mixture import DocSet, Mixture
+from ..data.packing import Batch, collate
+from ..data.stream import DocSet, Mixture
 from ..sinks import _decoder_layers, document_id
-from ..train import Batch, collate
 
 # -- the model and its MLPs ------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..train import Batch
+from ..data.packing import Batch
 from .common import Step, Stopwatch, UnlearnData, UnlearnMethod, batches
 
 

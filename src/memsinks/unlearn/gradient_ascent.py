@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..train import Batch
+from ..data.packing import Batch
 from . import register
 from .common import lm_loss
 from .finetune import FineTuneParams, FineTuning

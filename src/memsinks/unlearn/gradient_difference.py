@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..train import Batch
+from ..data.packing import Batch
 from . import register
 from .common import lm_loss
 from .finetune import FineTuneParams, FineTuning

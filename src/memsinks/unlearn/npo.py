@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..train import Batch
+from ..data.packing import Batch
 from . import register
 from .common import lm_loss, sequence_logprob
 from .finetune import FineTuneParams, FineTuning

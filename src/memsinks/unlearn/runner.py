@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..config import StudyConfig
+from ..data.stream import DocSet, Mixture
 from ..evaluate import document_nll, mean_nll
 from ..experiment import (
     atomic_write,
@@ -27,7 +28,6 @@ from ..experiment import (
     summarize_mode,
 )
 from ..methods import METHODS as TRAINING_METHODS
-from ..mixture import DocSet, Mixture
 from ..sinks import document_id
 from ..train import resolve_device
 from . import get

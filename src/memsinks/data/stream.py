@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import DataConfig
+from ..sinks import document_id
 from . import corpus
-from .config import DataConfig
-from .sinks import document_id
 
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
 SINK_ASSIGNMENTS = ("all", "repeated", "seen-before")
@@ -101,8 +101,8 @@ class Mixture:
         self.validation = self._general_set("validation", data.n_validation)
 
     def _init_text(self, max_tokens: int | None) -> None:
-        """R, H and V from text files or the hub, through :mod:`memsinks.sources`."""
-        from .sources import TextCorpus
+        """R, H and V from text files or the hub, through :mod:`memsinks.data.text`."""
+        from .text import TextCorpus
 
         data = self.data
         if not max_tokens:
