@@ -76,7 +76,8 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=20000, help="documents in the corpus")
     parser.add_argument("--stream", type=int, default=8000, help="general documents per stream")
     parser.add_argument("--random", type=int, default=2000, help="random reads")
-    parser.add_argument("--old", action="store_true", help="also time the code from before the store")
+    parser.add_argument("--old", action="store_true",
+                        help="also time the code from before the store")
     parser.add_argument("--budget", type=float, default=20.0, help="seconds per old pass")
     args = parser.parse_args()
 
