@@ -153,7 +153,6 @@ def sink_config(config: StudyConfig, method: Method) -> SinkConfig:
 def run_method(config: StudyConfig, mixture: Mixture, name: str, run_dir: Path,
                progress: bool = True, reuse_root: Path | None = None) -> dict:
     """Train (or load the finished) method and return its metrics with per-document NLLs."""
-    method = METHODS[name]
     method_dir = run_dir / name
     metrics_path, nll_path = method_dir / "metrics.json", method_dir / "nll.npz"
     fingerprint = method_fingerprint(config, name)
@@ -175,71 +174,80 @@ def run_method(config: StudyConfig, mixture: Mixture, name: str, run_dir: Path,
     method_dir.mkdir(parents=True, exist_ok=True)
     # a second process on the same method would write into this one's checkpoints
     with ckpt.hold(method_dir) if world.main else nullcontext():
-        device = resolve_device(config.train.device)
-        model = build_model(model_config(config, method), mixture.vocab_size,
-                            seed=config.train.seed).to(device)
-        # gradient masking trains ungated; its Sinks object only serves the evaluation modes
-        sinks = Sinks(model, sink_config(config, method)) if method.removable else None
-        recipe = Recipe(dedup=method.dedup, goldfish_k=method.goldfish_k,
-                        goldfish_h=method.goldfish_h)
-        if method.sinks:
-            recipe.sink_ids = mixture.sink_ids(method.dedup, method.sink_ids)
-        if method.gradient_mask:
-            recipe.routed = mixture.sink_ids(method.dedup, method.sink_ids) != 0
-            recipe.pool_start = sinks.n_shared
-        elif method.sinks and sinks.config.shared_grad != 1:
-            # documents with sinks train their sinks fully and everything else scaled down
-            recipe.routed = recipe.sink_ids != 0
-            recipe.pool_start = sinks.n_shared
-            recipe.routed_scale = sinks.config.shared_grad
-        curve_sets = sets_of(mixture, config.train.eval_docs)
+        return _train_method(config, mixture, name, method_dir, fingerprint, progress)
 
-        r_counts = curve_sets["R"].predicted_tokens
 
-        def curve_point(step: int) -> dict:
-            sums = evaluate_modes(model, sinks, method, curve_sets)
-            point = {mode: {f"L_{k}": mean_nll(s[k], curve_sets[k].predicted_tokens)[0]
-                            for k in SETS} for mode, s in sums.items()}
-            for mode, s in sums.items():  # per-document R losses, for the forgetting analysis
-                point[mode]["R_docs"] = np.round(s["R"] / r_counts, 5).tolist()
-            return point
+def _train_method(config: StudyConfig, mixture: Mixture, name: str, method_dir: Path,
+                  fingerprint: str, progress: bool) -> dict:
+    """Train, evaluate and save one method (the caller holds ``method_dir``)."""
+    method = METHODS[name]
+    world = parallel.current()
+    metrics_path, nll_path = method_dir / "metrics.json", method_dir / "nll.npz"
+    device = resolve_device(config.train.device)
+    model = build_model(model_config(config, method), mixture.vocab_size,
+                        seed=config.train.seed).to(device)
+    # gradient masking trains ungated; its Sinks object only serves the evaluation modes
+    sinks = Sinks(model, sink_config(config, method)) if method.removable else None
+    recipe = Recipe(dedup=method.dedup, goldfish_k=method.goldfish_k,
+                    goldfish_h=method.goldfish_h)
+    if method.sinks:
+        recipe.sink_ids = mixture.sink_ids(method.dedup, method.sink_ids)
+    if method.gradient_mask:
+        recipe.routed = mixture.sink_ids(method.dedup, method.sink_ids) != 0
+        recipe.pool_start = sinks.n_shared
+    elif method.sinks and sinks.config.shared_grad != 1:
+        # documents with sinks train their sinks fully and everything else scaled down
+        recipe.routed = recipe.sink_ids != 0
+        recipe.pool_start = sinks.n_shared
+        recipe.routed_scale = sinks.config.shared_grad
+    curve_sets = sets_of(mixture, config.train.eval_docs)
 
-        if progress:
-            print(f"[{name}] {method.description}; {count_parameters(model):,} parameters "
-                  f"on {device}")
-        started = time.time()
-        trained = train(model, mixture, config.train, recipe,
-                        sinks=sinks if method.sinks else None, log_path=method_dir / "log.jsonl",
-                        evaluate=curve_point, label=name, checkpoint_dir=method_dir / "checkpoint",
-                        fingerprint=fingerprint, progress=progress)
-        sets = sets_of(mixture)
-        sums = evaluate_modes(model, sinks, method, sets)
-        metrics = {
-            "method": name, "description": method.description, "fingerprint": fingerprint,
-            "modes": {mode: summarize_mode(s, sets) for mode, s in sums.items()},
-            "train_seconds": trained["train_seconds"], "tokens": trained["tokens"],
-            "tokens_per_s": trained["tokens_per_s"], "wall_seconds": time.time() - started,
-            "curve": trained["curve"],
-            "sink_documents": (len(np.unique(recipe.sink_ids[recipe.sink_ids != 0]))
-                               if recipe.sink_ids is not None else 0),
-            "r_occurrences": occurrence_steps(mixture, method.dedup, len(curve_sets["R"])),
-        }
-        flat = {f"{mode}/{k}": v for mode, per in sums.items() for k, v in per.items()}
-        weights = parallel.full_model_state(model, parallel.resolve(config.train.parallel, world))
-        if world.main:
-            save_model(model, sinks, method_dir / "model", weights)
-            tmp = method_dir / "nll.tmp.npz"
-            np.savez(tmp, **flat)
-            os.replace(tmp, nll_path)
-            atomic_write(metrics_path, json.dumps(metrics, indent=1))
-            shutil.rmtree(method_dir / "checkpoint", ignore_errors=True)  # the final model is saved
-        parallel.barrier(world)
-        metrics["nll"] = flat
-        if progress:
-            parts = [f"{mode}: gap {m['gap'][0]:.4f}±{m['gap'][1]:.4f} L(V) {m['L_V'][0]:.4f}"
-                     for mode, m in metrics["modes"].items()]
-            print(f"[{name}] {trained['tokens_per_s']:.0f} tok/s; " + "; ".join(parts))
-        return metrics
+    r_counts = curve_sets["R"].predicted_tokens
+
+    def curve_point(step: int) -> dict:
+        sums = evaluate_modes(model, sinks, method, curve_sets)
+        point = {mode: {f"L_{k}": mean_nll(s[k], curve_sets[k].predicted_tokens)[0]
+                        for k in SETS} for mode, s in sums.items()}
+        for mode, s in sums.items():  # per-document R losses, for the forgetting analysis
+            point[mode]["R_docs"] = np.round(s["R"] / r_counts, 5).tolist()
+        return point
+
+    if progress:
+        print(f"[{name}] {method.description}; {count_parameters(model):,} parameters "
+              f"on {device}")
+    started = time.time()
+    trained = train(model, mixture, config.train, recipe,
+                    sinks=sinks if method.sinks else None, log_path=method_dir / "log.jsonl",
+                    evaluate=curve_point, label=name, checkpoint_dir=method_dir / "checkpoint",
+                    fingerprint=fingerprint, progress=progress)
+    sets = sets_of(mixture)
+    sums = evaluate_modes(model, sinks, method, sets)
+    metrics = {
+        "method": name, "description": method.description, "fingerprint": fingerprint,
+        "modes": {mode: summarize_mode(s, sets) for mode, s in sums.items()},
+        "train_seconds": trained["train_seconds"], "tokens": trained["tokens"],
+        "tokens_per_s": trained["tokens_per_s"], "wall_seconds": time.time() - started,
+        "curve": trained["curve"],
+        "sink_documents": (len(np.unique(recipe.sink_ids[recipe.sink_ids != 0]))
+                           if recipe.sink_ids is not None else 0),
+        "r_occurrences": occurrence_steps(mixture, method.dedup, len(curve_sets["R"])),
+    }
+    flat = {f"{mode}/{k}": v for mode, per in sums.items() for k, v in per.items()}
+    weights = parallel.full_model_state(model, parallel.resolve(config.train.parallel, world))
+    if world.main:
+        save_model(model, sinks, method_dir / "model", weights)
+        tmp = method_dir / "nll.tmp.npz"
+        np.savez(tmp, **flat)
+        os.replace(tmp, nll_path)
+        atomic_write(metrics_path, json.dumps(metrics, indent=1))
+        shutil.rmtree(method_dir / "checkpoint", ignore_errors=True)  # the final model is saved
+    parallel.barrier(world)
+    metrics["nll"] = flat
+    if progress:
+        parts = [f"{mode}: gap {m['gap'][0]:.4f}±{m['gap'][1]:.4f} L(V) {m['L_V'][0]:.4f}"
+                 for mode, m in metrics["modes"].items()]
+        print(f"[{name}] {trained['tokens_per_s']:.0f} tok/s; " + "; ".join(parts))
+    return metrics
 
 
 def occurrence_steps(mixture: Mixture, dedup: bool, count: int) -> list[list[int]]:
