@@ -183,3 +183,19 @@ def test_deleting_one_document_raises_its_loss_more_than_the_others(study):
         delete_documents(study / "standard")
     with pytest.raises(ValueError, match="outside R"):
         delete_documents(study / "memsinks", indices=[99])
+
+
+def test_frontier_reproduces_the_study_s_own_closure_from_separate_directories(study, tmp_path,
+                                                                                capsys):
+    results = json.loads((study / "results.json").read_text())
+    assert main(["frontier", str(study / "standard"), str(study / "memsinks-repeated"),
+                 str(study / "dedup"), "--out", str(tmp_path / "frontier")]) == 0
+    frontier = json.loads((tmp_path / "frontier" / "frontier.json").read_text())
+    sinks, dedup = frontier["rows"]
+    expected = results["comparisons"]["memsinks-repeated"]
+    assert sinks["mode"] == "drop" and dedup["mode"] == "off"
+    assert sinks["closure"] == pytest.approx(expected["closure_vs_standard"], abs=1e-12)
+    assert sinks["dLH_rel"] == pytest.approx(expected["dLH_rel_vs_standard"], abs=1e-12)
+    assert sinks["dLV_rel"] == pytest.approx(expected["dLV_rel_vs_standard"], abs=1e-12)
+    assert (tmp_path / "frontier" / "frontier.png").stat().st_size > 0
+    assert "| memsinks-repeated (drop) |" in capsys.readouterr().out

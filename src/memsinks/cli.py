@@ -121,6 +121,12 @@ def cmd_tradeoff(args: argparse.Namespace) -> None:
                  Path(args.out) if args.out else None, progress=not args.quiet)
 
 
+def cmd_frontier(args: argparse.Namespace) -> None:
+    from .frontier import run_frontier
+
+    run_frontier(Path(args.standard), [Path(d) for d in args.method_dirs], Path(args.out))
+
+
 def cmd_theory(args: argparse.Namespace) -> None:
     from .theory import main as theory_main
 
@@ -225,6 +231,16 @@ def build_parser() -> argparse.ArgumentParser:
                           "RUN_DIR)")
     tradeoff.add_argument("--quiet", action="store_true", help="no progress output")
     tradeoff.set_defaults(func=cmd_tradeoff)
+    frontier = sub.add_parser(
+        "frontier", help="sink models from separate studies against one standard model",
+        description="Closure of standard training's gap (sinks dropped) against the in-domain "
+        "held-out loss L(H) and L(V), for method directories trained on the same data as the "
+        "standard one; writes frontier.json and frontier.png.")
+    frontier.add_argument("standard", help="a standard method directory, such as "
+                          "runs/paper-regime/base/seed0/standard")
+    frontier.add_argument("method_dirs", nargs="+", metavar="METHOD_DIR")
+    frontier.add_argument("--out", default="runs/frontier", help="output folder")
+    frontier.set_defaults(func=cmd_frontier)
     theory = sub.add_parser(
         "theory", help="the linear-network toy: natural items, canaries and sinks",
         description="Train two-layer linear networks by gradient descent on a general task "
