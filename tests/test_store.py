@@ -286,7 +286,7 @@ def test_two_threads_build_one_store(source, tokenizer, tmp_path, capfd):
     assert [len(r) for r in results] == [120, 120]
     assert all(results[0].tokens(i).tolist() == results[1].tokens(i).tolist()
                for i in range(120))
-    assert f"waiting for pid {os.getpid()}, which is building the token store" in \
+    assert f"waiting for pid {os.getpid()}, which holds the token store" in \
         capfd.readouterr().err
 
 
@@ -307,7 +307,7 @@ def test_a_build_waits_for_another_process_holding_the_lock(source, tokenizer, t
         assert time.perf_counter() - started > 0.2
     finally:
         holder.wait()
-    assert f"waiting for pid {holder.pid}, which is building" in capfd.readouterr().err
+    assert f"waiting for pid {holder.pid}, which holds the token store" in capfd.readouterr().err
 
 
 # -- TextCorpus through the store -----------------------------------------------------------------

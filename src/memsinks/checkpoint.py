@@ -9,17 +9,16 @@ A crash at any moment leaves the previous complete checkpoint in place.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from .locking import exclusive
 
 LATEST = "latest"
 
@@ -147,28 +146,11 @@ def load(path: Path) -> tuple[dict[str, torch.Tensor], dict, dict]:
     return weights, optimizer, state
 
 
-@contextmanager
-def hold(directory: Path) -> Iterator[None]:
-    """Hold ``directory`` for this process (a lock file), or say which process holds it.
+def hold(directory: Path):
+    """Hold ``directory`` for this process, or say which process holds it.
 
     Two trainings of the same method directory would write each other's checkpoints.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise ValueError(f"{directory} is in use by another process (pid {holder}); wait "
-                             "for it to finish or stop it, then rerun") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        try:
-            yield
-        finally:
-            os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+    return exclusive(directory / ".lock", str(directory), wait=False)

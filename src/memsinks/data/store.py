@@ -35,16 +35,11 @@ from them.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import itertools
 import json
 import os
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -54,6 +49,7 @@ import numpy as np
 from numpy.lib import format as npy
 from tqdm import tqdm
 
+from ..locking import exclusive
 from ..sinks import document_id
 from .sources import TextTokenizer, read_records, source_files
 
@@ -124,7 +120,7 @@ class StoreBuilder:
         if store is not None and store.covers(limit):
             return store
         self.path.mkdir(parents=True, exist_ok=True)
-        with _exclusive(self.path):
+        with exclusive(self.path / "lock", f"the token store {self.path}", wait=True):
             store = self.open()  # another process may have built it while this one waited
             if store is None or not store.covers(limit):
                 self._append(store.meta if store is not None else None, limit)
@@ -412,40 +408,3 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         os.fsync(directory)  # the rename itself survives a crash
     finally:
         os.close(directory)
-
-
-@contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    """Hold the store's lock file; say which process holds it while waiting."""
-    fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        if not _try_lock(fd):
-            holder, held = "", False
-            for _ in range(50):  # the holder writes its pid just after it gets the lock
-                holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
-                held = not holder and _try_lock(fd)
-                if holder or held:
-                    break
-                time.sleep(0.01)
-            if not held:
-                who = f"pid {holder}" if holder else "another process"
-                print(f"memsinks: waiting for {who}, which is building the token store {path}",
-                      file=sys.stderr, flush=True)
-                fcntl.flock(fd, fcntl.LOCK_EX)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        try:
-            yield
-        finally:
-            os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
-def _try_lock(fd: int) -> bool:
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
