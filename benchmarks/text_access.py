@@ -95,7 +95,7 @@ def main() -> None:
         start = time.perf_counter()
         corpus.check_capacity(args.stream)
         build = time.perf_counter() - start
-        store = corpus._stores[general]
+        store = corpus._general_store
         print(f"corpus: {args.docs} documents; token store: {len(store)} documents, "
               f"{store.n_tokens} tokens, built in {build:.1f} s (R, H, V and the stream's "
               f"{args.stream} general documents)")

@@ -381,8 +381,9 @@ def test_the_corpus_tokenizes_only_what_it_needs_and_checks_capacity(tokenizer, 
                         max_tokens=30, min_tokens=8)
     corpus.check_capacity(500)
     stores = corpus._stores
-    assert not stores[repeated].complete and len(stores[repeated]) < 600
-    assert not stores[general].complete and len(stores[general]) < 1500
+    repeated_store, general_store = (stores[f"{spec}\x0030"] for spec in (repeated, general))
+    assert not repeated_store.complete and len(repeated_store) < 600
+    assert not general_store.complete and len(general_store) < 1500
 
     def no_reading(*args, **kwargs):
         raise AssertionError("the source was read again")
@@ -397,10 +398,38 @@ def test_the_corpus_tokenizes_only_what_it_needs_and_checks_capacity(tokenizer, 
                                          r"H, V and those under min_tokens = 8\), but the stream "
                                          r"needs 5000; use a larger source"):
         corpus.check_capacity(5000)
-    assert corpus._stores[general].complete
+    assert corpus._general_store.complete
     corpus.check_capacity(have)
     # a second corpus on the same settings reads the finished stores, tokenizing nothing
     monkeypatch.setattr(store_module, "read_records", no_reading)
     again = TextCorpus(general, repeated, tokenizer, n_repeated=4, n_validation=8,
                        max_tokens=30, min_tokens=8)
     assert again.general(have - 1).tolist() == corpus.general(have - 1).tolist()
+
+
+def test_whole_general_documents_keep_their_length_and_their_cut_identity(tokenizer, tmp_path):
+    long_story = " ".join(["the old fox ran far away"] * 20)  # far longer than 30 tokens
+    stories = [long_story] + texts(8, 40)
+    # the general source holds the long story again, then long and short documents of its own
+    general = [long_story] + [" ".join([t] * 6) for t in texts(7, 300)]
+    corpus = TextCorpus(write_jsonl(tmp_path / "web.jsonl", general),
+                        write_jsonl(tmp_path / "stories.jsonl", stories), tokenizer,
+                        n_repeated=4, n_validation=8, max_tokens=30, min_tokens=8,
+                        general_max_tokens=None)
+    assert len(corpus.repeated.tokens[0]) == 30  # R, H and V are cut for evaluation
+    assert all(len(t) <= 30 for s in (corpus.heldout, corpus.validation) for t in s.tokens)
+    lengths = [len(corpus.general(i)) for i in range(100)]
+    assert max(lengths) > 30  # the stream keeps documents whole
+    whole = tokenizer.encode_batch([general[0]])[0]
+    assert len(whole) > 30
+    # the long copy of R's first document is still recognised as it and left out
+    assert all(corpus.general(i)[:30].tolist() != corpus.repeated.tokens[0].tolist()
+               for i in range(len(corpus._general_positions(10**6))))
+    cut = TextCorpus(corpus.general_source, corpus.repeated_source, tokenizer, n_repeated=4,
+                     n_validation=8, max_tokens=30, min_tokens=8)
+    assert cut.fingerprint() != corpus.fingerprint()
+    assert [t.tolist() for t in cut.validation.tokens] == \
+        [t.tolist() for t in corpus.validation.tokens]
+    with pytest.raises(ValueError, match="general_max_tokens = 20 is below max_tokens"):
+        TextCorpus(corpus.general_source, corpus.repeated_source, tokenizer, 4, 8,
+                   max_tokens=30, general_max_tokens=20)

@@ -88,6 +88,8 @@ def method_fingerprint(config: StudyConfig, method: str) -> str:
         relevant.pop("sinks")
     if not relevant["data"]["general_source"]:  # text-corpus fields mean nothing otherwise
         relevant["data"] = {k: v for k, v in relevant["data"].items() if k not in _LATER_DATA}
+    elif packs(config):  # packed text training keeps long documents whole: other tokens
+        relevant["data"]["whole_documents"] = True
     relevant["data"] = {k: v for k, v in relevant["data"].items()
                         if not (k in _LATER_DATA_SET and v == _LATER_DATA_SET[k])}
     relevant["train"] = {k: v for k, v in relevant["train"].items()
@@ -96,11 +98,19 @@ def method_fingerprint(config: StudyConfig, method: str) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def packs(config: StudyConfig) -> bool:
+    """Whether training packs rows: ``train.packing``, by default on for text corpora."""
+    if config.train.packing is not None:
+        return config.train.packing
+    return bool(config.data.general_source)
+
+
 def mixture_of(config: StudyConfig) -> Mixture:
-    """The study's stream; text corpora are cut to the model's context."""
+    """The study's stream; text corpora are cut to the model's context for evaluation, and for
+    training too unless rows are packed (which keeps long documents whole, split into rows)."""
     context = config.model.resolved()["max_seq_len"]
     return Mixture(config.data, config.train.steps, config.train.batch_size,
-                   max_tokens=context - 2)
+                   max_tokens=context - 2, whole_documents=packs(config))
 
 
 def sets_of(mixture: Mixture, limit: int | None = None) -> dict[str, DocSet]:

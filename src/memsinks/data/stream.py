@@ -76,14 +76,19 @@ class Mixture:
     """Everything a run reads: the ordered stream and the evaluation sets, from one seed."""
 
     def __init__(self, data: DataConfig, steps: int, batch_size: int,
-                 max_tokens: int | None = None):
-        """``max_tokens``: longest document kept from text sources (the model context - 2)."""
+                 max_tokens: int | None = None, whole_documents: bool = False):
+        """``max_tokens``: longest document kept from text sources (the model context - 2).
+
+        ``whole_documents``: general training documents of text sources are not cut at
+        ``max_tokens`` (only at ``data.max_tokens`` if set), for packed training, which splits
+        them into row-sized pieces; R, H and V are cut either way.
+        """
         data.validate()
         self.data, self.steps, self.batch_size = data, steps, batch_size
         self._stream_cache: dict[bool, np.ndarray] = {}
         self.text = None
         if data.general_source:
-            self._init_text(max_tokens)
+            self._init_text(max_tokens, whole_documents)
             return
         self.tokenizer = None
         self.specials = (PAD, BOS, EOS)
@@ -100,7 +105,7 @@ class Mixture:
         self.heldout = self._twin_set("heldout", data.n_heldout or n)
         self.validation = self._general_set("validation", data.n_validation)
 
-    def _init_text(self, max_tokens: int | None) -> None:
+    def _init_text(self, max_tokens: int | None, whole_documents: bool) -> None:
         """R, H and V from text files or the hub, through :mod:`memsinks.data.text`."""
         from .text import TextCorpus
 
@@ -114,8 +119,10 @@ class Mixture:
         self.tokenizer = load_text_tokenizer(data)
         tok = self.tokenizer
         self.specials = (tok.pad_id, tok.bos_id, tok.eos_id)
+        general_cut = (data.max_tokens or None) if whole_documents else max_tokens
         self.text = TextCorpus(data.general_source, repeated_source, tok, data.n_repeated,
-                               data.n_validation, max_tokens, min_tokens=data.min_tokens)
+                               data.n_validation, max_tokens, min_tokens=data.min_tokens,
+                               general_max_tokens=general_cut)
 
         def docset(name, text_set) -> DocSet:
             return DocSet(name, list(text_set.tokens), np.asarray(text_set.logprob),

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..sinks import document_id
 from .sources import TextTokenizer, read_documents
 from .store import StoreBuilder, TokenStore
 
@@ -67,16 +68,25 @@ class TextCorpus:
     max_tokens: int
     min_tokens: int = 16
     cache_dir: str | Path | None = None  # token stores; None: $MEMSINKS_CACHE/stores
+    # general training documents are cut here instead (None: kept whole, for packed training,
+    # which splits them into row-sized pieces); R, H and V are always cut at max_tokens
+    general_max_tokens: int | None = -1  # -1: max_tokens
     _builders: dict[str, StoreBuilder] = field(default_factory=dict, init=False, repr=False)
     _stores: dict[str, TokenStore] = field(default_factory=dict, init=False, repr=False)
     _positions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), init=False,
                                    repr=False)
     _scanned: int = field(default=0, init=False, repr=False)  # general store documents scanned
+    _cut_hashes: dict[int, np.ndarray] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("n_repeated", "n_validation", "max_tokens", "min_tokens"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"TextCorpus.{name} = {getattr(self, name)} must be at least 1")
+        if self.general_max_tokens == -1:
+            self.general_max_tokens = self.max_tokens
+        elif self.general_max_tokens is not None and self.general_max_tokens < self.max_tokens:
+            raise ValueError(f"TextCorpus.general_max_tokens = {self.general_max_tokens} is below "
+                             f"max_tokens = {self.max_tokens}; use None (whole documents) or more")
         if self.min_tokens > self.max_tokens:
             raise ValueError(f"TextCorpus.min_tokens = {self.min_tokens} exceeds max_tokens = "
                              f"{self.max_tokens}; no document could pass")
@@ -90,37 +100,53 @@ class TextCorpus:
             "repeated": self.repeated_source, "tokenizer": self.tokenizer.fingerprint,
             "n_repeated": self.n_repeated, "n_validation": self.n_validation,
             "max_tokens": self.max_tokens, "min_tokens": self.min_tokens,
+            **({} if self.general_max_tokens == self.max_tokens
+               else {"general_max_tokens": self.general_max_tokens}),
         }, sort_keys=True)
         return hashlib.sha256(data.encode()).hexdigest()
 
     # -- reading --------------------------------------------------------------------------------
-    def _store(self, spec: str, at_least: int) -> TokenStore:
-        """The token store of ``spec`` holding its first ``at_least`` documents, or all."""
-        store = self._stores.get(spec)
+    def _store(self, spec: str, at_least: int, cut: int | None) -> TokenStore:
+        """The token store of ``spec`` cut at ``cut``, holding its first ``at_least`` documents."""
+        key = f"{spec}\x00{cut}"
+        store = self._stores.get(key)
         if store is None or not store.covers(at_least):
-            builder = self._builders.get(spec)
+            builder = self._builders.get(key)
             if builder is None:  # one per spec: its key (file sizes and times) is taken once
-                builder = self._builders[spec] = StoreBuilder(
-                    spec, self.tokenizer, self.max_tokens, self.min_tokens,
+                builder = self._builders[key] = StoreBuilder(
+                    spec, self.tokenizer, cut, self.min_tokens,
                     cache_dir=self.cache_dir, chunk=_BATCH, commit_every=_COMMIT_EVERY)
-            store = self._stores[spec] = builder.build(limit=at_least)
+            store = self._stores[key] = builder.build(limit=at_least)
         return store
+
+    def _hashes(self, store: TokenStore) -> np.ndarray:
+        """Every document's ID as the evaluation sets cut it (its first ``max_tokens`` ids), so
+        a whole general document and its cut copy in R, H or V are known as the same."""
+        known = self._cut_hashes.get(id(store), np.zeros(0, np.int64))
+        if len(known) < len(store):
+            fresh = np.array(store.hashes[len(known):], dtype=np.int64)
+            lengths = store.lengths[len(known):]
+            for offset in np.flatnonzero(lengths > self.max_tokens):
+                cut = store.tokens(len(known) + int(offset))[:self.max_tokens]
+                fresh[offset] = document_id(cut)
+            known = self._cut_hashes[id(store)] = np.concatenate([known, fresh])
+        return known
 
     def _accepted(self, store: TokenStore, exclude: np.ndarray, start: int = 0) -> np.ndarray:
         """Positions from ``start`` of the documents that pass the length filter and are not in
         ``exclude``."""
         passed = store.lengths[start:] >= self.min_tokens
-        passed &= ~np.isin(store.hashes[start:], exclude)
+        passed &= ~np.isin(self._hashes(store)[start:], exclude)
         return np.flatnonzero(passed) + start
 
-    def _distinct(self, spec: str, count: int, exclude: np.ndarray,
-                  what: str) -> tuple[TokenStore, np.ndarray]:
+    def _distinct(self, spec: str, count: int, exclude: np.ndarray, what: str,
+                  cut: int | None) -> tuple[TokenStore, np.ndarray]:
         """The positions of the first ``count`` accepted documents, each the first of its kind."""
         want = count + count // 4 + _BATCH
         while True:
-            store = self._store(spec, want)
+            store = self._store(spec, want, cut)
             accepted = self._accepted(store, exclude)
-            _, first = np.unique(store.hashes[accepted], return_index=True)
+            _, first = np.unique(self._hashes(store)[accepted], return_index=True)
             positions = accepted[np.sort(first)]
             if len(positions) >= count:
                 return store, positions[:count]
@@ -132,9 +158,9 @@ class TextCorpus:
             want = _more(len(store), len(positions), count)
 
     def _set(self, name: str, store: TokenStore, positions: np.ndarray) -> TextSet:
-        tokens = [_read_only(store.tokens(int(p))) for p in positions]
+        tokens = [_read_only(store.tokens(int(p))[:self.max_tokens]) for p in positions]
         return TextSet(name, tokens, np.full(len(positions), np.nan),
-                       np.array(store.hashes[positions], dtype=np.int64),
+                       np.array(self._hashes(store)[positions], dtype=np.int64),
                        [self.tokenizer.decode(t) for t in tokens],
                        np.array(positions, dtype=np.int64))
 
@@ -142,7 +168,7 @@ class TextCorpus:
     def _twins(self) -> tuple[TextSet, TextSet]:
         n = self.n_repeated
         store, positions = self._distinct(self.repeated_source, 2 * n, np.zeros(0, np.int64),
-                                          f"R and H (2 x n_repeated = {2 * n})")
+                                          f"R and H (2 x n_repeated = {2 * n})", self.max_tokens)
         return self._set("repeated", store, positions[:n]), self._set("heldout", store,
                                                                       positions[n:])
 
@@ -158,7 +184,8 @@ class TextCorpus:
     def validation(self) -> TextSet:
         exclude = np.concatenate([self.repeated.ids, self.heldout.ids])
         store, positions = self._distinct(self.general_source, self.n_validation, exclude,
-                                          f"validation (n_validation = {self.n_validation})")
+                                          f"validation (n_validation = {self.n_validation})",
+                                          self.general_max_tokens)
         return self._set("validation", store, positions)
 
     @cached_property
@@ -206,14 +233,18 @@ class TextCorpus:
                              f"training documents after validation and the filters, but "
                              f"document {index} was asked for; use a larger source or fewer "
                              "steps")
-        return self._stores[self.general_source], int(positions[index])
+        return self._general_store, int(positions[index])
+
+    @property
+    def _general_store(self) -> TokenStore:
+        return self._stores[f"{self.general_source}\x00{self.general_max_tokens}"]
 
     def _general_positions(self, needed: int) -> np.ndarray:
         """Source positions of the general documents: at least ``needed``, or all there are."""
         exclude = self._excluded  # reads R, H and V first
         start = int(self.validation.positions[-1]) + 1  # general document 0 is read from here on
         while True:
-            store = self._stores[self.general_source]
+            store = self._general_store
             if self._scanned < len(store):
                 # the store only grows at its end: scan just the documents added since
                 fresh = self._accepted(store, exclude, max(start, self._scanned))
@@ -222,8 +253,8 @@ class TextCorpus:
             if len(self._positions) >= needed or store.complete:
                 return self._positions
             have = len(store) - start
-            self._store(self.general_source,
-                        start + _more(have, len(self._positions), needed))
+            self._store(self.general_source, start + _more(have, len(self._positions), needed),
+                        self.general_max_tokens)
 
 
 def _more(have: int, found: int, need: int) -> int:
