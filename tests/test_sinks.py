@@ -164,3 +164,45 @@ def test_rescale_factors():
 def test_bad_probabilities_are_rejected(field, value):
     with pytest.raises(ValueError, match=f"sinks.{field}"):
         SinkConfig(**{field: value}).validate()
+
+
+def _reference_by_hand(doc_id: int, n_sink: int, p_active: float) -> list[bool]:
+    """The reference formula in Python integers, with int64 wrap-around made explicit."""
+    def wrap(x: int) -> int:  # two's-complement int64
+        x &= (1 << 64) - 1
+        return x - (1 << 64) if x >= 1 << 63 else x
+
+    a, m = 1588635695, 4294967291
+    out, power = [], 1
+    for _ in range(n_sink):
+        value = wrap(wrap(doc_id * 2**16) * power) % m  # Python's % is torch.remainder's
+        out.append(value / m < p_active)
+        power = wrap(power * a)
+    return out
+
+
+def test_reference_masks_are_bit_compatible_including_wraparound_and_quirks():
+    from memsinks.sinks import reference_sink_masks
+
+    ids = [0, 1, 2, 7, 12345, 2**31 + 11, 2**40 + 3, 2**62 + 5, -9]
+    got = reference_sink_masks(torch.tensor(ids), 40, 0.3)
+    for row, doc_id in zip(got.tolist(), ids, strict=True):
+        assert row == _reference_by_hand(doc_id, 40, 0.3), doc_id
+    assert got[0].all()  # ID 0 switches every sink on
+    assert got[1, 0] and got[2, 0] and got[3, 0]  # small IDs share sink neuron 0
+    # golden values, computed once from the formula in Python integers (_reference_by_hand)
+    on = [[j for j, bit in enumerate(row) if bit] for row in got.tolist()]
+    assert on[4] == [0, 4, 8, 10, 13, 16, 17, 18, 27, 33, 36]  # ID 12345
+    assert on[7] == [0, 1, 7, 9, 13, 15, 18, 23, 28, 32, 35]  # ID 2^62 + 5: a^j and products wrap
+    assert 0.15 < got[4:].float().mean().item() < 0.45  # about p_active for large IDs
+
+
+def test_a_model_can_use_the_reference_masks():
+    from memsinks.sinks import reference_sink_masks
+
+    model = tiny_model()
+    sinks = Sinks(model, SinkConfig(p_shared=0.5, p_active=0.3, mask="reference"))
+    masks = sinks.masks([12345, 0])
+    assert torch.equal(masks, reference_sink_masks(torch.tensor([12345, 0]), sinks.n_sink, 0.3))
+    with pytest.raises(ValueError, match="sinks.mask"):
+        SinkConfig(mask="authors").validate()

@@ -80,8 +80,9 @@ def method_fingerprint(config: StudyConfig, method: str) -> str:
     # fields added to Method later enter the hash only when set, so older runs stay valid
     relevant["method"] = {k: v for k, v in asdict(spec).items()
                           if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]}
-    if relevant["sinks"].get("shared_grad") == 1.0:  # added later: in the hash only when set
-        relevant["sinks"].pop("shared_grad")
+    for key, default in (("shared_grad", 1.0), ("mask", "hash")):  # added later: hashed if set
+        if relevant["sinks"].get(key) == default:
+            relevant["sinks"].pop(key)
     if spec.mlp_width == "shared" or spec.gradient_mask:
         relevant["sinks"] = {"p_shared": relevant["sinks"]["p_shared"]}
     elif not spec.sinks:
@@ -436,7 +437,8 @@ def load_model(model_dir: Path):
     sinks = None
     if (model_dir / "sinks.json").is_file():
         saved = json.loads((model_dir / "sinks.json").read_text())
-        fields = {k: saved[k] for k in ("p_shared", "p_active", "seed", "drop_rescale")}
+        fields = {k: saved[k] for k in ("p_shared", "p_active", "seed", "drop_rescale", "mask")
+                  if k in saved}
         sinks = Sinks(model, SinkConfig(**fields))
     return model, sinks
 

@@ -58,6 +58,26 @@ def sink_masks(ids: torch.Tensor, n_sink: int, p_active: float, seed: int = 0) -
     return (word < threshold) & (ids != 0)
 
 
+REFERENCE_A, REFERENCE_M = 1588635695, 4294967291
+
+
+def reference_sink_masks(ids: torch.Tensor, n_sink: int, p_active: float) -> torch.Tensor:
+    """The reference code's masks, bit for bit: neuron j on iff (id * 2^16 * a^j mod M) / M < p.
+
+    In int64 torch arithmetic as the reference computes it, wrap-around of a^j and of the
+    products included; its quirks are kept (ID 0 switches every sink on, and small IDs share
+    sink neuron 0). Only for models trained with the authors' code: the default hash has none.
+    """
+    ids = ids.to(torch.int64).reshape(-1, 1)
+    j = torch.arange(n_sink, dtype=torch.int64, device=ids.device)
+    powers = torch.pow(torch.tensor(REFERENCE_A, dtype=torch.int64, device=ids.device), j)
+    values = torch.remainder(ids * 2**16 * powers, REFERENCE_M)
+    return (values.double() / REFERENCE_M) < p_active
+
+
+MASKS = ("hash", "reference")
+
+
 @dataclass
 class SinkConfig:
     """How the MLP hidden neurons are split and used."""
@@ -70,6 +90,9 @@ class SinkConfig:
     # (shared neurons, attention, embeddings); 1 = the paper. Below 1 the shared part learns
     # less from repeated documents while their sinks learn as much (this project's variant)
     shared_grad: float = 1.0
+    # hash: this project's counter-based hash (ID 0 = no sinks); reference: the authors' masks,
+    # bit-compatible with their checkpoints (see reference_sink_masks)
+    mask: str = "hash"
 
     def validate(self) -> None:
         for name in ("p_shared", "p_active"):
@@ -80,6 +103,8 @@ class SinkConfig:
         if not 0 <= self.shared_grad <= 1:
             raise ValueError(f"sinks.shared_grad = {self.shared_grad} is not in [0, 1]; 1 trains "
                              "as the paper does")
+        if self.mask not in MASKS:
+            raise ValueError(f"sinks.mask = {self.mask!r} is not one of {', '.join(MASKS)}")
         if self.drop_rescale not in RESCALES:
             raise ValueError(f"sinks.drop_rescale = {self.drop_rescale!r} is not one of "
                              f"{', '.join(RESCALES)}")
@@ -153,6 +178,8 @@ class Sinks:
     def masks(self, ids: torch.Tensor | Sequence[int]) -> torch.Tensor:
         """Boolean sink masks (len(ids), n_sink) for the given document IDs."""
         ids = torch.as_tensor(ids, dtype=torch.int64, device=self.device)
+        if self.config.mask == "reference":
+            return reference_sink_masks(ids, self.n_sink, self.config.p_active)
         return sink_masks(ids, self.n_sink, self.config.p_active, self.config.seed)
 
     def drop_scale(self) -> float:
