@@ -111,19 +111,21 @@ class SinkConfig:
 
 
 class Sinks:
-    """Sink gates on every MLP of a Llama-family model, switched between modes.
+    """Sink gates on every MLP of a model of a supported family, switched between modes.
 
-    A forward pre-hook on each ``down_proj`` multiplies the hidden activations by the current
-    mask, so the model's parameters and state-dict keys stay those of a plain transformers
-    model. The mask is built once per batch and shared by all layers (the same sink subset in
-    every layer, as in the reference code).
+    A forward pre-hook on each MLP's output projection (``down_proj`` in Llama; see
+    ``FAMILIES``) multiplies the hidden activations by the current mask, so the model's
+    parameters and state-dict keys stay those of a plain transformers model. The mask is built
+    once per batch and shared by all layers (the same sink subset in every layer, as in the
+    reference code).
     """
 
     def __init__(self, model: nn.Module, config: SinkConfig):
         config.validate()
         self.config = config
-        self.mlps = [layer.mlp for layer in _decoder_layers(model)]
-        self.intermediate_size = self.mlps[0].down_proj.in_features
+        self.family = model_family(model)
+        self.mlps = [layer.mlp for layer in self.family.layers_of(model)]
+        self.intermediate_size = self.family.width_of(self.mlps[0])
         self.n_shared = int(self.intermediate_size * config.p_shared)
         self.n_sink = self.intermediate_size - self.n_shared
         if self.n_shared == 0:
@@ -132,7 +134,7 @@ class Sinks:
         self.mode = "off"
         self._mask: torch.Tensor | None = None
         self._cast: dict[torch.dtype, torch.Tensor] = {}
-        self._handles = [mlp.down_proj.register_forward_pre_hook(self._gate) for mlp in self.mlps]
+        self._handles = [out.register_forward_pre_hook(self._gate) for out in self._outputs]
 
     # -- the gate ---------------------------------------------------------------------------
     def _gate(self, module: nn.Module, args: tuple) -> tuple | None:
@@ -142,9 +144,10 @@ class Sinks:
         mask = self._cast.get(hidden.dtype)
         if mask is None or mask.device != hidden.device:
             mask = self._cast[hidden.dtype] = self._mask.to(hidden.device, hidden.dtype)
-        if self.mode in ("train", "own"):
+        if self.mode in ("train", "own") and self.family.gated:
             # shared neurons are x1 here: gate the sink slice only, in place (the product
-            # the MLP hands down_proj is saved by nothing else), a third of the memory traffic
+            # the MLP hands down_proj is saved by nothing else), a third of the memory traffic.
+            # Not for act(x) alone: an activation such as ReLU saves its output for backward
             hidden[..., self.n_shared:].mul_(mask[..., self.n_shared:])
             return None
         return (hidden * mask,) + tuple(args[1:])
@@ -164,8 +167,12 @@ class Sinks:
         try:
             yield
         finally:
-            self._handles = [mlp.down_proj.register_forward_pre_hook(self._gate)
-                             for mlp in self.mlps]
+            self._handles = [out.register_forward_pre_hook(self._gate) for out in self._outputs]
+
+    @property
+    def _outputs(self) -> list[nn.Module]:
+        # looked up on every use, as down_proj always was, in case a caller swapped one
+        return [self.family.output_of(mlp) for mlp in self.mlps]
 
     def _set(self, mask: torch.Tensor | None, mode: str) -> None:
         self._mask, self._cast, self.mode = mask, {}, mode
@@ -173,7 +180,7 @@ class Sinks:
     # -- masks ------------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
-        return self.mlps[0].down_proj.weight.device
+        return self._outputs[0].weight.device
 
     def masks(self, ids: torch.Tensor | Sequence[int]) -> torch.Tensor:
         """Boolean sink masks (len(ids), n_sink) for the given document IDs."""
@@ -246,44 +253,147 @@ class Sinks:
             self._mask, self._cast, self.mode = saved
 
 
+# -- model families -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelFamily:
+    """Where a model family keeps its decoder layers and each MLP's hidden activation.
+
+    Every family's layers hold their MLP as ``layer.mlp``. The hidden activation is the input
+    of ``output``; its neurons are the output units of each projection in ``inputs``, stacked
+    ``blocks`` times when one projection computes several factors (Phi-3's gate and up).
+    """
+
+    name: str  # as named in messages and docs
+    model_types: tuple[str, ...]  # the config.model_type values it covers
+    layers: str  # attribute of the base model (model.base_model) holding the decoder layers
+    inputs: tuple[str, ...]  # MLP projections that produce the hidden neurons
+    output: str  # MLP projection that reads them: the sink gate's site
+    width_field: str  # config field holding the MLP width, set by drop_sinks
+    blocks: int = 1
+    conv1d: bool = False  # weights stored (in, out), as transformers' Conv1D (GPT-2)
+    # the hidden activation is a fresh product act(gate) * up that nothing saves for backward,
+    # so the gate may scale it in place; False where it is act(x) itself
+    gated: bool = True
+
+    def layers_of(self, model: nn.Module) -> list[nn.Module]:
+        """The decoder layers of ``model`` (a causal LM or its base model)."""
+        base = getattr(model, "base_model", model)
+        layers = getattr(base, self.layers, None)
+        names = (*self.inputs, self.output)
+        if layers is None or not all(hasattr(getattr(layer, "mlp", None), name)
+                                     for layer in layers for name in names):
+            raise TypeError(f"{type(model).__name__} has no {self.layers}[i].mlp."
+                            f"{{{', '.join(names)}}} as {self.name} models do; pass an unmodified "
+                            "transformers model of that family")
+        return list(layers)
+
+    def output_of(self, mlp: nn.Module) -> nn.Module:
+        """The projection whose input is the hidden activation."""
+        return getattr(mlp, self.output)
+
+    def width_of(self, mlp: nn.Module) -> int:
+        """The number of hidden neurons of ``mlp``."""
+        weight = self.output_of(mlp).weight
+        return weight.shape[0] if self.conv1d else weight.shape[1]
+
+
+def _llama_shaped(name: str, model_type: str) -> ModelFamily:
+    return ModelFamily(name, (model_type,), "layers", ("gate_proj", "up_proj"), "down_proj",
+                       "intermediate_size")
+
+
+# The adapter table: module names and width fields as in transformers' modeling files.
+FAMILIES: tuple[ModelFamily, ...] = (
+    _llama_shaped("Llama", "llama"),
+    _llama_shaped("Mistral", "mistral"),
+    _llama_shaped("Qwen2", "qwen2"),
+    _llama_shaped("Qwen3", "qwen3"),
+    _llama_shaped("Gemma", "gemma"),
+    _llama_shaped("Gemma 2", "gemma2"),
+    _llama_shaped("OLMo 2", "olmo2"),
+    # gate_up_proj's first intermediate_size outputs are the gate, the next ones the up factor
+    ModelFamily("Phi-3", ("phi3",), "layers", ("gate_up_proj",), "down_proj",
+                "intermediate_size", blocks=2),
+    ModelFamily("GPT-NeoX", ("gpt_neox",), "layers", ("dense_h_to_4h",), "dense_4h_to_h",
+                "intermediate_size", gated=False),
+    # n_inner = None means 4 * n_embd; drop_sinks always writes the width out
+    ModelFamily("GPT-2", ("gpt2",), "h", ("c_fc",), "c_proj", "n_inner", conv1d=True,
+                gated=False),
+)
+
+
+def model_family(model: nn.Module) -> ModelFamily:
+    """The adapter for ``model``, chosen by ``model.config.model_type``."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    for family in FAMILIES:
+        if model_type in family.model_types:
+            return family
+    supported = ", ".join(f"{f.name} ({'/'.join(f.model_types)})" for f in FAMILIES)
+    raise TypeError(f"memsinks cannot place sinks in {type(model).__name__} (model_type "
+                    f"{model_type!r}); use a transformers causal LM of a supported family: "
+                    f"{supported}")
+
+
 def _decoder_layers(model: nn.Module) -> list[nn.Module]:
-    inner = getattr(model, "model", model)
-    layers = getattr(inner, "layers", None)
-    if layers is None or not all(hasattr(layer.mlp, "down_proj") for layer in layers):
-        raise TypeError("memsinks needs a Llama-family model (layers[i].mlp.down_proj); "
-                        f"got {type(model).__name__}")
-    return list(layers)
+    """The decoder layers of a model whose MLPs are Llama-shaped (gate_proj, up_proj, down_proj).
+
+    For callers that index those names directly (gradient masking, the unlearning baselines);
+    ``Sinks`` and ``drop_sinks`` take every family in ``FAMILIES`` through ``model_family``.
+    """
+    family = model_family(model)
+    if family.inputs != ("gate_proj", "up_proj") or family.output != "down_proj":
+        llama_shaped = ", ".join(f.name for f in FAMILIES
+                                 if f.inputs == ("gate_proj", "up_proj"))
+        raise TypeError(f"gradient masking and the unlearning baselines need gate_proj/up_proj/"
+                        f"down_proj MLPs, which {family.name} models lack; use a model of one "
+                        f"of {llama_shaped}")
+    return family.layers_of(model)
+
+
+def _projection(old: nn.Module, n_in: int, n_out: int, conv1d: bool) -> nn.Module:
+    # a fresh module of the same kind, drawing its (overwritten) init from the global RNG
+    # exactly as nn.Linear always has here, so runs that continue after an export are unchanged
+    if conv1d:
+        return type(old)(n_out, n_in).to(old.weight.device, old.weight.dtype)
+    return nn.Linear(n_in, n_out, bias=old.bias is not None, device=old.weight.device,
+                     dtype=old.weight.dtype)
 
 
 def drop_sinks(model: nn.Module, sinks: Sinks) -> nn.Module:
     """A plain copy of ``model`` with the sink neurons deleted and the rescale folded in.
 
-    Its logits equal ``model``'s in ``drop`` mode; it needs no memsinks code to run.
+    Its logits equal ``model``'s in ``drop`` mode; it needs no memsinks code to run, and its
+    config's MLP width field says the new width, so ``save_pretrained`` output reloads.
     """
     n = sinks.n_shared
     scale = sinks.drop_scale()
+    family = sinks.family
     with sinks.detached():  # the copy must not carry hooks that point at this Sinks
         plain = copy.deepcopy(model)
-    for layer in _decoder_layers(plain):
+    for layer in family.layers_of(plain):
         mlp = layer.mlp
+        width = family.width_of(mlp)
+        spans = [slice(b * width, b * width + n) for b in range(family.blocks)]
         with torch.no_grad():
-            for name in ("gate_proj", "up_proj"):
+            for name in family.inputs:
                 old = getattr(mlp, name)
-                new = nn.Linear(old.in_features, n, bias=old.bias is not None,
-                                device=old.weight.device, dtype=old.weight.dtype)
-                new.weight.copy_(old.weight[:n])
+                weight = old.weight.T if family.conv1d else old.weight  # (out, in)
+                new = _projection(old, weight.shape[1], n * family.blocks, family.conv1d)
+                kept = torch.cat([weight[span] for span in spans])
+                new.weight.copy_(kept.T if family.conv1d else kept)
                 if old.bias is not None:
-                    new.bias.copy_(old.bias[:n])
+                    new.bias.copy_(torch.cat([old.bias[span] for span in spans]))
                 setattr(mlp, name, new)
-            old = mlp.down_proj
-            new = nn.Linear(n, old.out_features, bias=old.bias is not None,
-                            device=old.weight.device, dtype=old.weight.dtype)
-            new.weight.copy_(old.weight[:, :n] * scale)
+            old = family.output_of(mlp)
+            weight = old.weight.T if family.conv1d else old.weight  # (out, in)
+            new = _projection(old, n, weight.shape[0], family.conv1d)
+            kept = weight[:, :n] * scale
+            new.weight.copy_(kept.T if family.conv1d else kept)
             if old.bias is not None:
                 new.bias.copy_(old.bias)
-            mlp.down_proj = new
+            setattr(mlp, family.output, new)
         if hasattr(mlp, "intermediate_size"):
             mlp.intermediate_size = n
     if hasattr(plain, "config"):
-        plain.config.intermediate_size = n
+        setattr(plain.config, family.width_field, n)
     return plain
