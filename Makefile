@@ -22,7 +22,7 @@ test: setup
 	$(BIN)/pytest -q
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
 
 bench: setup
 	$(BIN)/python benchmarks/sink_overhead.py

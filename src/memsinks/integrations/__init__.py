@@ -1,0 +1,1 @@
+"""Sinks in other libraries' training loops (transformers' ``Trainer``: :mod:`.transformers`)."""
