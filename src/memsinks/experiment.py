@@ -66,9 +66,9 @@ _LATER_DATA = {"general_source": "", "repeated_source": "", "tokenizer": "train:
 _LATER_DATA_SET = {"in_domain_share": None, "n_heldout": 0}  # in the hash only when set
 # packing trains the same documents per step to the same gradients up to float rounding
 # (tests/test_packing.py: 1e-5, about 2e-7 measured), so like threads it does not enter the hash;
-# row_len does when set, since a row shorter than a document splits it. (A document longer than
-# the model context is split at row_len = 0 too, where one document per row ran it past the
-# context; the built-in corpus has none, and text sources are cut to the context.)
+# row_len does when set, since a row shorter than a document splits it. For text corpora
+# packing also keeps long general documents whole (other tokens are trained), which
+# method_fingerprint marks as data.whole_documents; the built-in corpus has no long documents.
 _NOT_TRAINING = ("threads", "checkpoint_every", "packing")
 
 
