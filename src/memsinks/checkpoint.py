@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import torch
@@ -146,7 +147,7 @@ def load(path: Path) -> tuple[dict[str, torch.Tensor], dict, dict]:
     return weights, optimizer, state
 
 
-def hold(directory: Path):
+def hold(directory: Path) -> AbstractContextManager[None]:
     """Hold ``directory`` for this process, or say which process holds it.
 
     Two trainings of the same method directory would write each other's checkpoints.

@@ -31,7 +31,7 @@ from .evaluate import bootstrap_closure, document_nll, gap, mean_nll, paired_dif
 from .methods import METHODS, Method
 from .model import ModelConfig, build_model, count_parameters
 from .sinks import SinkConfig, Sinks
-from .train import Recipe, resolve_device, train
+from .train import Recipe, packs, resolve_device, train
 
 SETS = ("R", "H", "V")
 
@@ -89,7 +89,7 @@ def method_fingerprint(config: StudyConfig, method: str) -> str:
         relevant.pop("sinks")
     if not relevant["data"]["general_source"]:  # text-corpus fields mean nothing otherwise
         relevant["data"] = {k: v for k, v in relevant["data"].items() if k not in _LATER_DATA}
-    elif packs(config):  # packed text training keeps long documents whole: other tokens
+    elif packs(config.train, text_corpus=True):  # packed text keeps long documents whole
         relevant["data"]["whole_documents"] = True
     relevant["data"] = {k: v for k, v in relevant["data"].items()
                         if not (k in _LATER_DATA_SET and v == _LATER_DATA_SET[k])}
@@ -99,19 +99,13 @@ def method_fingerprint(config: StudyConfig, method: str) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def packs(config: StudyConfig) -> bool:
-    """Whether training packs rows: ``train.packing``, by default on for text corpora."""
-    if config.train.packing is not None:
-        return config.train.packing
-    return bool(config.data.general_source)
-
-
 def mixture_of(config: StudyConfig) -> Mixture:
     """The study's stream; text corpora are cut to the model's context for evaluation, and for
     training too unless rows are packed (which keeps long documents whole, split into rows)."""
     context = config.model.resolved()["max_seq_len"]
     return Mixture(config.data, config.train.steps, config.train.batch_size,
-                   max_tokens=context - 2, whole_documents=packs(config))
+                   max_tokens=context - 2,
+                   whole_documents=packs(config.train, bool(config.data.general_source)))
 
 
 def sets_of(mixture: Mixture, limit: int | None = None) -> dict[str, DocSet]:

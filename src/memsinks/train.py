@@ -43,6 +43,11 @@ def autocast(device: torch.device, precision: str = "auto"):
     return nullcontext()
 
 
+def packs(config: TrainConfig, text_corpus: bool) -> bool:
+    """Whether training packs rows: ``train.packing``, by default on for text corpora only."""
+    return config.packing if config.packing is not None else text_corpus
+
+
 def lr_at(step: int, config: TrainConfig) -> float:
     """Linear warmup, then cosine decay to lr * min_lr_ratio."""
     if step < config.warmup_steps:
@@ -258,8 +263,8 @@ def train(model: torch.nn.Module, mixture: Mixture, config: TrainConfig,
         engine = torch.compile(engine)
     router = (GradientRouter(model, recipe.pool_start, recipe.routed_scale)
               if recipe.routed is not None else None)
-    packing = config.packing if config.packing is not None else mixture.text is not None
-    row_len = (config.row_len or model_context(model)) if packing else 0
+    row_len = ((config.row_len or model_context(model))
+               if packs(config, text_corpus=mixture.text is not None) else 0)
     curve: list[dict] = []
     start_step, tokens_seen, train_time = 0, 0, 0.0
     found = ckpt.latest(checkpoint_dir) if checkpoint_dir is not None else None

@@ -76,7 +76,9 @@ class TextCorpus:
     _positions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), init=False,
                                    repr=False)
     _scanned: int = field(default=0, init=False, repr=False)  # general store documents scanned
-    _cut_hashes: dict[int, np.ndarray] = field(default_factory=dict, init=False, repr=False)
+    # per store directory: a store only grows at its end, so an extended store (a new
+    # TokenStore object) keeps the hashes already computed for its prefix
+    _cut_hashes: dict[Path, np.ndarray] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("n_repeated", "n_validation", "max_tokens", "min_tokens"):
@@ -122,14 +124,14 @@ class TextCorpus:
     def _hashes(self, store: TokenStore) -> np.ndarray:
         """Every document's ID as the evaluation sets cut it (its first ``max_tokens`` ids), so
         a whole general document and its cut copy in R, H or V are known as the same."""
-        known = self._cut_hashes.get(id(store), np.zeros(0, np.int64))
+        known = self._cut_hashes.get(store.path, np.zeros(0, np.int64))
         if len(known) < len(store):
             fresh = np.array(store.hashes[len(known):], dtype=np.int64)
             lengths = store.lengths[len(known):]
             for offset in np.flatnonzero(lengths > self.max_tokens):
                 cut = store.tokens(len(known) + int(offset))[:self.max_tokens]
                 fresh[offset] = document_id(cut)
-            known = self._cut_hashes[id(store)] = np.concatenate([known, fresh])
+            known = self._cut_hashes[store.path] = np.concatenate([known, fresh])
         return known
 
     def _accepted(self, store: TokenStore, exclude: np.ndarray, start: int = 0) -> np.ndarray:
