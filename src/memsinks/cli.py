@@ -135,6 +135,16 @@ def cmd_theory(args: argparse.Namespace) -> None:
         raise ValueError("the theory experiment stopped (see the message above)")
 
 
+def cmd_add_sinks(args: argparse.Namespace) -> None:
+    from .pretrained import widen_checkpoint
+    from .sinks import SinkConfig
+
+    sink_config = SinkConfig(p_shared=args.p_shared, p_active=args.p_active, seed=args.seed,
+                             mask=args.mask, drop_rescale="none")
+    out = widen_checkpoint(args.model_dir, args.out, sink_config)
+    print(f"wrote {out}: the MLPs widened by a sink pool whose output columns are zero")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memsinks", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -250,6 +260,24 @@ def build_parser() -> argparse.ArgumentParser:
     theory.add_argument("overrides", nargs="*", help="TheoryConfig fields as key=value "
                         "(seeds=0,1,2)")
     theory.set_defaults(func=cmd_theory)
+    add_sinks = sub.add_parser(
+        "add-sinks", help="widen a pretrained model's MLPs by a zero-initialised sink pool",
+        description="Add new MLP neurons as a sink pool to a plain transformers checkpoint "
+        "(every supported family; the old neurons become the shared ones, the new ones' output "
+        "columns start at zero, so the model is unchanged) and write a memsinks model directory "
+        "(weights, sinks.json, tokenizer files) to fine-tune with sinks.")
+    add_sinks.add_argument("model_dir", help="a transformers checkpoint directory, or a study's "
+                           "method directory")
+    add_sinks.add_argument("--out", required=True, help="output directory")
+    add_sinks.add_argument("--p-shared", type=float, default=0.7,
+                           help="share of the widened MLP that is the pretrained (shared) part")
+    add_sinks.add_argument("--p-active", type=float, default=0.3,
+                           help="share of the sink pool a document switches on")
+    add_sinks.add_argument("--seed", type=int, default=0,
+                           help="seed of the new neurons' weights and of the mask hash")
+    add_sinks.add_argument("--mask", default="hash", choices=("hash", "reference"),
+                           help="sink masks: this project's hash or the authors' (reference)")
+    add_sinks.set_defaults(func=cmd_add_sinks)
     return parser
 
 

@@ -120,6 +120,23 @@ class TrainConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """The base a study pretrains when ``model.init_from = pretrain``: standard training on
+    general documents only (past those the study's own stream reads; never R, H or V), with
+    the train section's batch size and optimizer settings. Every method then fine-tunes it."""
+
+    steps: int = 0
+    lr: float = 2e-3
+    warmup_steps: int = 50
+
+    def validate(self) -> None:
+        if self.steps < 0:
+            raise ValueError(f"pretrain.steps = {self.steps} must be >= 0")
+        if self.lr <= 0:
+            raise ValueError(f"pretrain.lr = {self.lr} must be positive")
+
+
+@dataclass
 class StudyConfig:
     """A whole study: the same stream and seeds, several training methods, one report."""
 
@@ -129,6 +146,7 @@ class StudyConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     sinks: SinkConfig = field(default_factory=SinkConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     out_dir: str = "runs"
 
     def validate(self) -> None:
@@ -137,7 +155,9 @@ class StudyConfig:
         self.data.validate()
         self.train.validate()
         self.sinks.validate()
+        self.pretrain.validate()
         self.model.resolved()
+        self._validate_init()
         if not self.methods:
             raise ValueError("methods is empty; name at least one of " + ", ".join(METHODS))
         for method in self.methods:
@@ -153,6 +173,24 @@ class StudyConfig:
                 f"data.n_repeated x data.repetitions = {occurrences} documents would fill more "
                 f"than half of the stream of {stream} (train.steps x train.batch_size); "
                 "lower them or train longer")
+
+    def _validate_init(self) -> None:
+        start = self.model.init_from
+        if start == "pretrain":
+            if self.pretrain.steps < 1:
+                raise ValueError("model.init_from = pretrain needs pretrain.steps >= 1 (the "
+                                 "base model's training steps); set it, for example 2000")
+        elif self.pretrain.steps:
+            raise ValueError(f"pretrain.steps = {self.pretrain.steps} is set but model.init_from "
+                             f"is {start!r}; set model.init_from=pretrain to use it, or drop it")
+        elif start and not Path(start).exists():
+            raise FileNotFoundError(f"model.init_from = {start!r} does not exist; pass a model "
+                                    "directory (a transformers checkpoint or a study's method "
+                                    "directory) or pretrain")
+        if start and "standard-narrow" in self.methods:
+            raise ValueError("standard-narrow trains a fresh narrow model, which a pretrained "
+                             "start cannot give; drop it from methods when model.init_from is "
+                             "set")
 
     @property
     def run_dir(self) -> Path:
@@ -197,7 +235,8 @@ def _coerce(spec: dataclasses.Field, value: Any, name: str) -> Any:
     return value
 
 
-_SECTIONS = {"data": DataConfig, "model": ModelConfig, "sinks": SinkConfig, "train": TrainConfig}
+_SECTIONS = {"data": DataConfig, "model": ModelConfig, "sinks": SinkConfig, "train": TrainConfig,
+             "pretrain": PretrainConfig}
 
 
 def from_dict(values: dict) -> StudyConfig:

@@ -29,7 +29,8 @@ from .config import StudyConfig
 from .data.stream import DocSet, Mixture
 from .evaluate import bootstrap_closure, document_nll, gap, mean_nll, paired_difference
 from .methods import METHODS, Method
-from .model import ModelConfig, build_model, count_parameters
+from .model import ModelConfig, count_parameters
+from .pretrained import BASE, start_identity, start_model
 from .sinks import SinkConfig, Sinks
 from .train import Recipe, packs, resolve_device, train
 
@@ -96,6 +97,13 @@ def method_fingerprint(config: StudyConfig, method: str) -> str:
     relevant["train"] = {k: v for k, v in relevant["train"].items()
                          if k not in _NOT_TRAINING
                          and not (k in _LATER_TRAIN and v == _LATER_TRAIN[k])}
+    # added later: a pretrained start enters the hash by its content (the base's fingerprint
+    # or the checkpoint's weights), not its path
+    relevant["model"].pop("init_from", None)
+    relevant.pop("pretrain", None)
+    start = start_identity(config)
+    if start is not None:
+        relevant["model"]["init_from"] = start
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -189,10 +197,13 @@ def _train_method(config: StudyConfig, mixture: Mixture, name: str, method_dir: 
     world = parallel.current()
     metrics_path, nll_path = method_dir / "metrics.json", method_dir / "nll.npz"
     device = resolve_device(config.train.device)
-    model = build_model(model_config(config, method), mixture.vocab_size,
-                        seed=config.train.seed).to(device)
+    # a fresh model, or a pretrained start widened by a sink pool (n_shared = its old width)
+    start_config = replace(config, model=model_config(config, method))
+    model, n_shared = start_model(start_config, method, mixture, method_dir.parent, progress)
+    model = model.to(device)
     # gradient masking trains ungated; its Sinks object only serves the evaluation modes
-    sinks = Sinks(model, sink_config(config, method)) if method.removable else None
+    sinks = (Sinks(model, sink_config(config, method), n_shared=n_shared) if method.removable
+             else None)
     recipe = Recipe(dedup=method.dedup, goldfish_k=method.goldfish_k,
                     goldfish_h=method.goldfish_h)
     if method.sinks:
@@ -365,6 +376,9 @@ def run_study(config: StudyConfig, progress: bool = True, reuse_root: Path | Non
         "comparisons": compare(per_method, mixture),
         "study_seconds": time.time() - started,
     }
+    base_metrics = run_dir / BASE / "metrics.json"
+    if config.model.init_from == "pretrain" and base_metrics.is_file():
+        results["base"] = json.loads(base_metrics.read_text())
     if not world.main:
         return results
     atomic_write(run_dir / "results.json", json.dumps(results, indent=1))
@@ -431,9 +445,10 @@ def load_model(model_dir: Path):
     sinks = None
     if (model_dir / "sinks.json").is_file():
         saved = json.loads((model_dir / "sinks.json").read_text())
-        fields = {k: saved[k] for k in ("p_shared", "p_active", "seed", "drop_rescale", "mask")
-                  if k in saved}
-        sinks = Sinks(model, SinkConfig(**fields))
+        fields = {k: saved[k] for k in ("p_shared", "p_active", "seed", "drop_rescale", "mask",
+                                        "shared_grad") if k in saved}
+        # n_shared as trained: a widened pretrained model's is not p_shared x its width
+        sinks = Sinks(model, SinkConfig(**fields), n_shared=saved.get("n_shared"))
     return model, sinks
 
 

@@ -32,6 +32,11 @@ class ModelConfig:
     num_kv_heads: int | None = None
     max_seq_len: int | None = None
     tie_embeddings: bool = True
+    # where training starts: "" = a fresh model of this shape; "pretrain" = a base model the
+    # study first trains on general documents (the pretrain section); or a model directory
+    # (a transformers checkpoint, or a study's method directory). Sink methods then widen
+    # every MLP by a zero-initialised sink pool (memsinks.sinks.add_sink_pool)
+    init_from: str = ""
 
     def resolved(self) -> dict[str, int]:
         if self.preset not in PRESETS:

@@ -206,6 +206,14 @@ def render(results: dict) -> str:
         + "Losses are nats per token ± one standard error over documents.",
         "",
     ]
+    start = cfg["model"].get("init_from")
+    if start:
+        base = results.get("base")
+        origin = (f"a base pretrained by this study ({base['steps']} steps on general documents "
+                  f"only; L(R) {_pm(base['L_R'])}, L(H) {_pm(base['L_H'])}, L(V) "
+                  f"{_pm(base['L_V'])})" if base else f"`{start}`")
+        lines += [f"Every method fine-tunes {origin}; sink methods widen its MLPs by a sink "
+                  "pool whose output columns start at zero.", ""]
     lines += claims_table({name: c for name, c in results.get("comparisons", {}).items()
                            if METHODS[name].sinks})
     lines += [

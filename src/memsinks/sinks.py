@@ -120,17 +120,24 @@ class Sinks:
     reference code).
     """
 
-    def __init__(self, model: nn.Module, config: SinkConfig):
+    def __init__(self, model: nn.Module, config: SinkConfig, n_shared: int | None = None):
+        """``n_shared``: the number of shared neurons, when it is not ``p_shared`` x the width
+        (a pretrained model's MLP widened by :func:`add_sink_pool` keeps its old neurons)."""
         config.validate()
         self.config = config
         self.family = model_family(model)
         self.mlps = [layer.mlp for layer in self.family.layers_of(model)]
         self.intermediate_size = self.family.width_of(self.mlps[0])
-        self.n_shared = int(self.intermediate_size * config.p_shared)
+        self.n_shared = (int(self.intermediate_size * config.p_shared) if n_shared is None
+                         else int(n_shared))
         self.n_sink = self.intermediate_size - self.n_shared
-        if self.n_shared == 0:
+        if self.n_shared <= 0:
             raise ValueError(f"sinks.p_shared = {config.p_shared} leaves no shared neurons in an "
                              f"MLP of width {self.intermediate_size}; raise it")
+        if self.n_sink <= 0:
+            raise ValueError(f"{self.n_shared} shared neurons leave no sink pool in an MLP of "
+                             f"width {self.intermediate_size}; lower sinks.p_shared or widen the "
+                             "MLP with add_sink_pool")
         self.mode = "off"
         self._mask: torch.Tensor | None = None
         self._cast: dict[torch.dtype, torch.Tensor] = {}
@@ -396,4 +403,74 @@ def drop_sinks(model: nn.Module, sinks: Sinks) -> nn.Module:
             mlp.intermediate_size = n
     if hasattr(plain, "config"):
         setattr(plain.config, family.width_field, n)
+        if getattr(plain.config, "memsinks_n_shared", None) is not None:
+            del plain.config.memsinks_n_shared  # the copy is sink-free
     return plain
+
+
+def sink_pool_size(width: int, p_shared: float) -> int:
+    """Sink neurons to add to an MLP of ``width`` so that ``p_shared`` of the result is shared."""
+    if not 0 < p_shared < 1:
+        raise ValueError(f"sinks.p_shared = {p_shared} must be in (0, 1) to add a sink pool")
+    return max(1, round(width * (1 - p_shared) / p_shared))
+
+
+def add_sink_pool(model: nn.Module, n_sink: int, seed: int = 0,
+                  init_std: float | None = None) -> int:
+    """Widen every MLP of a (pretrained) model by ``n_sink`` new neurons, in place; returns the
+    old width, which becomes the number of shared neurons.
+
+    The new neurons' input weights are drawn from N(0, init_std) (the config's
+    ``initializer_range`` by default) and their biases are zero; their output (down
+    projection) columns start at zero, so the model computes exactly what it did before, and
+    its first gradient reaches the sinks through those columns (as LoRA's zero-initialised B
+    does). Build ``Sinks(model, config, n_shared=<returned width>)`` on the result.
+    """
+    if n_sink < 1:
+        raise ValueError(f"a sink pool of {n_sink} neurons is empty; add at least one")
+    family = model_family(model)
+    config = getattr(model, "config", None)
+    if getattr(config, "memsinks_n_shared", None):
+        raise ValueError(f"this model already has a sink pool ({config.memsinks_n_shared} "
+                         "shared neurons); train it as it is, or widen its sink-free export "
+                         "(memsinks export) instead")
+    std = init_std if init_std is not None else getattr(config, "initializer_range", 0.02)
+    generator = torch.Generator().manual_seed(seed)
+    layers = family.layers_of(model)
+    width = family.width_of(layers[0].mlp)
+    new_width = width + n_sink
+    for layer in layers:
+        mlp = layer.mlp
+        with torch.no_grad():
+            for name in family.inputs:
+                old = getattr(mlp, name)
+                weight = old.weight.T if family.conv1d else old.weight  # (out, in)
+                n_in = weight.shape[1]
+                fresh = torch.randn(family.blocks, n_sink, n_in, generator=generator) * std
+                fresh = fresh.to(weight.device, weight.dtype)
+                # each factor block (Phi-3's gate, then up) gets its own new rows at its end
+                blocks = [torch.cat([weight[b * width:(b + 1) * width], fresh[b]])
+                          for b in range(family.blocks)]
+                new = _projection(old, n_in, new_width * family.blocks, family.conv1d)
+                stacked = torch.cat(blocks)
+                new.weight.copy_(stacked.T if family.conv1d else stacked)
+                if old.bias is not None:
+                    zeros = old.bias.new_zeros(n_sink)
+                    new.bias.copy_(torch.cat([torch.cat([old.bias[b * width:(b + 1) * width],
+                                                         zeros]) for b in range(family.blocks)]))
+                setattr(mlp, name, new)
+            old = family.output_of(mlp)
+            weight = old.weight.T if family.conv1d else old.weight  # (out, in)
+            new = _projection(old, new_width, weight.shape[0], family.conv1d)
+            widened = torch.cat([weight, weight.new_zeros(weight.shape[0], n_sink)], dim=1)
+            new.weight.copy_(widened.T if family.conv1d else widened)
+            if old.bias is not None:
+                new.bias.copy_(old.bias)
+            setattr(mlp, family.output, new)
+        if hasattr(mlp, "intermediate_size"):
+            mlp.intermediate_size = new_width
+    if config is not None:
+        setattr(config, family.width_field, new_width)
+        # saved with the config, so a widened checkpoint is not widened again by mistake
+        config.memsinks_n_shared = width
+    return width
