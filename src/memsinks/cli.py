@@ -278,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_sinks.add_argument("--mask", default="hash", choices=("hash", "reference"),
                            help="sink masks: this project's hash or the authors' (reference)")
     add_sinks.set_defaults(func=cmd_add_sinks)
+    from .integrations.litgpt import register as register_litgpt
+
+    register_litgpt(sub)
     return parser
 
 
