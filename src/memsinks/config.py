@@ -38,6 +38,16 @@ class DataConfig:
     tokenizer_docs: int = 20000  # documents train:bpe learns from (split over the sources)
     min_tokens: int = 16  # text corpora: shorter documents are skipped
     max_tokens: int = 0  # text corpora: longer documents are cut (0 = model context - 2)
+    # what a document's sink ID is keyed on: hash (its tokens), minhash (its near-duplicate
+    # cluster) or field:NAME (a metadata field; built-in: field:source); see data/keys.py
+    sink_key: str = "hash"
+    # each occurrence of an R document has this share of its tokens replaced, differently per
+    # occurrence and deterministically (draws from R's own tokens); R as evaluated, H and V
+    # stay unperturbed. Repetition that is not exact, as reposts and quotes are
+    perturb: float = 0.0
+    # built-in corpus: R's (and H's) documents are spread over this many sources round-robin,
+    # the metadata field "source" that sink_key=field:source reads (0 = no field)
+    sources: int = 0
 
     def validate(self) -> None:
         if self.repeated_source and not self.general_source:
@@ -65,6 +75,20 @@ class DataConfig:
             if self.general_source:
                 raise ValueError("data.in_domain_share applies to the built-in corpus only; "
                                  "with text corpora choose the sources instead")
+        from .data.keys import parse_key
+
+        parse_key(self.sink_key)
+        if not 0 <= self.perturb < 1:
+            raise ValueError(f"data.perturb = {self.perturb} is not a share in [0, 1); use for "
+                             "example 0.05 (one token in twenty replaced per occurrence)")
+        if self.sources < 0:
+            raise ValueError(f"data.sources = {self.sources} must be >= 0")
+        if self.sources and self.general_source:
+            raise ValueError("data.sources groups the built-in corpus's documents; a text "
+                             "corpus brings its own metadata fields (data.sink_key=field:NAME)")
+        if self.sink_key.startswith("field:") and not self.general_source and not self.sources:
+            raise ValueError(f"data.sink_key = {self.sink_key} needs a field; the built-in "
+                             "corpus has one, source, when data.sources is set (for example 16)")
         if not 0 < self.repeat_span <= 1:
             raise ValueError(f"data.repeat_span = {self.repeat_span} is not in (0, 1]")
 

@@ -1,4 +1,4 @@
-"""Deleting single documents from a sink model: switch off one document's sinks, measure.
+"""Deleting documents from a sink model: switch off one document's (or source's) sinks, measure.
 
 For each target document of R, the model runs in ``exclude`` mode (every sink on at
 p_active, as in ``keep``, except the target's own sinks). The target's loss should rise; the
@@ -19,19 +19,34 @@ from .methods import METHODS
 
 
 def deletion_effects(model, sinks, repeated, others: dict, targets: list[int]) -> dict:
-    """Per target: its loss rise and the mean rise of the other R documents and other sets."""
+    """Per target: the loss rise of the documents whose sinks it switches off and of the rest.
+
+    A target's sink ID is the one it trained with (``repeated.own_ids``): its hash, or with
+    ``data.sink_key`` its source's or near-duplicate cluster's key, which it shares with the
+    other R documents of that source or cluster (its group). Targets of one group are
+    measured once. ``target_rise`` is the group's mean rise, ``others_rise`` the rest of R's.
+    """
     counts = repeated.predicted_tokens
+    own = np.asarray(repeated.own_ids)
     base = document_nll(model, repeated, sinks, "keep") / counts
     base_sets = {name: document_nll(model, docs, sinks, "keep") / docs.predicted_tokens
                  for name, docs in others.items()}
-    rows = []
+    rows, done = [], set()
     for t in targets:
-        doc_id = int(repeated.ids[t])
+        doc_id = int(own[t])
+        if doc_id in done:
+            continue
+        done.add(doc_id)
         after = document_nll(model, repeated, sinks, "exclude", exclude=(doc_id,)) / counts
         rise = after - base
-        rest = np.delete(rise, t)
-        row = {"index": int(t), "id": doc_id, "target_rise": float(rise[t]),
-               "others_rise": float(rest.mean()), "others_rise_se":
+        group = own == doc_id
+        mine, rest = rise[group], rise[~group]
+        row = {"index": int(t), "id": doc_id, "group_size": int(group.sum()),
+               "target_rise": float(mine.mean()),
+               "target_rise_se": (float(mine.std(ddof=1) / np.sqrt(len(mine)))
+                                  if len(mine) > 1 else float("nan")),
+               "others_rise": float(rest.mean()) if len(rest) else float("nan"),
+               "others_rise_se":
                float(rest.std(ddof=1) / np.sqrt(len(rest))) if len(rest) > 1 else float("nan"),
                "others_max_rise": float(rest.max()) if len(rest) else float("nan")}
         for name, docs in others.items():
@@ -42,7 +57,11 @@ def deletion_effects(model, sinks, repeated, others: dict, targets: list[int]) -
     rises = np.array([r["target_rise"] for r in rows])
     rest = np.array([r["others_rise"] for r in rows])
     return {"targets": rows, "mean_target_rise": float(rises.mean()),
+            "mean_target_rise_se": (float(rises.std(ddof=1) / np.sqrt(len(rises)))
+                                    if len(rises) > 1 else float("nan")),
             "mean_others_rise": float(rest.mean()),
+            "mean_others_rise_se": (float(rest.std(ddof=1) / np.sqrt(len(rest)))
+                                    if len(rest) > 1 else float("nan")),
             "selectivity": float(rises.mean() / rest.mean()) if rest.mean() > 0 else None}
 
 
@@ -67,10 +86,12 @@ def delete_documents(method_dir: Path, count: int = 16, indices: list[int] | Non
     atomic_write(method_dir / "deletion.json", json.dumps(result, indent=1))
     plot_deletion(result, method_dir / "deletion.png")
     if progress:
-        print(f"[{name}] deleting one document raises its loss by "
-              f"{result['mean_target_rise']:.4f} nats/token on average and the other R "
-              f"documents' by {result['mean_others_rise']:.4f}; wrote "
-              f"{method_dir / 'deletion.json'}")
+        grouped = any(r["group_size"] > 1 for r in result["targets"])
+        what = ("one sink key's sinks (a source or cluster) raises its documents' loss"
+                if grouped else "one document raises its loss")
+        print(f"[{name}] deleting {what} by {result['mean_target_rise']:.4f} nats/token on "
+              f"average and the other R documents' by {result['mean_others_rise']:.4f}; "
+              f"wrote {method_dir / 'deletion.json'}")
     return result
 
 

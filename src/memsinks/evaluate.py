@@ -34,7 +34,7 @@ def document_nll(model: torch.nn.Module, docs: DocSet, sinks: Sinks | None = Non
     order = np.argsort([len(t) for t in docs.tokens])  # similar lengths share a batch
     for start in range(0, len(docs), batch_size):
         index = order[start:start + batch_size]
-        tokens, ids = [docs.tokens[i] for i in index], [int(docs.ids[i]) for i in index]
+        tokens, ids = [docs.tokens[i] for i in index], [int(docs.own_ids[i]) for i in index]
         batch = (pack(tokens, ids, device, docs.specials, row_len=row_len) if packing
                  else PackedBatch.unpacked(collate(tokens, ids, device, docs.specials)))
         if sinks is not None:

@@ -230,7 +230,7 @@ def token_statistics(model: torch.nn.Module, docs: DocSet, sinks: Sinks | None =
     with _eval_mode(model), restore:
         for start in range(0, len(docs), batch_size):
             index = order[start:start + batch_size]
-            batch = collate([docs.tokens[i] for i in index], [int(docs.ids[i]) for i in index],
+            batch = collate([docs.tokens[i] for i in index], [int(docs.own_ids[i]) for i in index],
                             device, docs.specials)
             if sinks is not None:
                 sinks.set_mode(mode, ids=batch.doc_ids if mode in ("own", "train") else None,

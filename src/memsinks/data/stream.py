@@ -14,6 +14,7 @@ import numpy as np
 from ..config import DataConfig
 from ..sinks import document_id
 from . import corpus
+from .keys import key_ids
 
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
 SINK_ASSIGNMENTS = ("all", "repeated", "seen-before")
@@ -35,13 +36,22 @@ class DocSet:
     logprob: np.ndarray  # NaN for real text
     ids: np.ndarray  # document IDs from the token hash
     specials: tuple[int, int, int] = (PAD, BOS, EOS)  # the tokenizer's pad, BOS and EOS ids
+    # the sink ID each document trained with, where it is not its hash (a near-duplicate
+    # cluster's or a source's key; see data.sink_key); None = ids
+    sink_ids: np.ndarray | None = None
+
+    @property
+    def own_ids(self) -> np.ndarray:
+        """The IDs whose sinks are each document's own (``own`` mode, deletion)."""
+        return self.ids if self.sink_ids is None else self.sink_ids
 
     def __len__(self) -> int:
         return len(self.tokens)
 
     def subset(self, count: int) -> DocSet:
         return replace(self, tokens=self.tokens[:count], logprob=self.logprob[:count],
-                       ids=self.ids[:count])
+                       ids=self.ids[:count],
+                       sink_ids=None if self.sink_ids is None else self.sink_ids[:count])
 
     @property
     def predicted_tokens(self) -> np.ndarray:
@@ -104,6 +114,13 @@ class Mixture:
         self.repeated = self._twin_set("repeated", n)
         self.heldout = self._twin_set("heldout", data.n_heldout or n)
         self.validation = self._general_set("validation", data.n_validation)
+        self._keyed()
+
+    def _keyed(self) -> None:
+        # R's documents trained with other IDs than their hashes: give evaluation those
+        self._perturbed: dict[tuple[int, int], np.ndarray] = {}
+        if self.data.sink_key != "hash" or self.data.perturb:
+            self.repeated = replace(self.repeated, sink_ids=self.repeated_keys())
 
     def _init_text(self, max_tokens: int | None, whole_documents: bool) -> None:
         """R, H and V from text files or the hub, through :mod:`memsinks.data.text`."""
@@ -144,6 +161,7 @@ class Mixture:
                 logprob = np.array([-len(t) * np.log(len(vocab)) for t in tokens])
                 setattr(self, name, DocSet(name, tokens, logprob, ids, self.specials))
                 self._texts[name] = [tok.decode(t) for t in tokens]
+        self._keyed()
 
     # -- what the rest of the package reads ---------------------------------------------------
     @property
@@ -252,27 +270,117 @@ class Mixture:
         return self._stream_cache[dedup]
 
     def tokens_of(self, code: int) -> np.ndarray:
+        """A document as evaluated: R's unperturbed (see :meth:`row_tokens` for training)."""
         return self.general(int(code)) if code >= 0 else self.repeated.tokens[-int(code) - 1]
+
+    def occurrences(self, dedup: bool = False) -> np.ndarray:
+        """Per stream position, how many times its document occurred before (0 = first)."""
+        stream = self.stream(dedup)
+        order = np.argsort(stream, kind="stable")
+        sorted_codes = stream[order]
+        starts = np.r_[0, np.flatnonzero(np.diff(sorted_codes)) + 1]
+        rank = np.arange(len(stream)) - np.repeat(starts, np.diff(np.r_[starts, len(stream)]))
+        out = np.empty(len(stream), dtype=np.int64)
+        out[order] = rank
+        return out
+
+    def row_tokens(self, code: int, occurrence: int) -> np.ndarray:
+        """A document as trained at its ``occurrence``-th appearance: with ``data.perturb``,
+        R's occurrences each have that share of tokens replaced, by draws from R's tokens."""
+        code = int(code)
+        if code >= 0 or not self.data.perturb:
+            return self.tokens_of(code)
+        index = -code - 1
+        key = (index, int(occurrence))
+        tokens = self._perturbed.get(key)
+        if tokens is None:
+            original = self.repeated.tokens[index]
+            rng = np.random.default_rng(derive_seed(self.data.seed,
+                                                    f"perturb/{index}/{occurrence}"))
+            count = int(round(self.data.perturb * len(original)))
+            where = rng.choice(len(original), size=count, replace=False)
+            pool = self._perturb_pool()
+            tokens = original.copy()
+            tokens[where] = pool[rng.integers(0, len(pool), size=count)]
+            self._perturbed[key] = tokens
+        return tokens
+
+    def _perturb_pool(self) -> np.ndarray:
+        if not hasattr(self, "_pool"):
+            self._pool = np.concatenate(self.repeated.tokens)
+        return self._pool
 
     def batch(self, step: int, dedup: bool = False) -> list[tuple[int, np.ndarray]]:
         """The (code, tokens) of every row at ``step``: a pure function of (seed, step)."""
-        codes = self.stream(dedup)[step * self.batch_size:(step + 1) * self.batch_size]
-        return [(int(c), self.tokens_of(int(c))) for c in codes]
+        span = slice(step * self.batch_size, (step + 1) * self.batch_size)
+        codes = self.stream(dedup)[span]
+        if not self.data.perturb:
+            return [(int(c), self.tokens_of(int(c))) for c in codes]
+        seen = self.occurrences(dedup)[span]
+        return [(int(c), self.row_tokens(int(c), int(k))) for c, k in zip(codes, seen,
+                                                                          strict=True)]
+
+    def fields_of(self, code: int) -> dict:
+        """A document's metadata fields (built-in: ``source`` for R's documents)."""
+        code = int(code)
+        if self.text is not None:
+            raise ValueError(f"data.sink_key = {self.data.sink_key} reads metadata fields, "
+                             "which text corpora do not carry into training yet; annotate the "
+                             "source (memsinks annotate) or use hash or minhash")
+        if code < 0 and self.data.sources:
+            return {"source": (-code - 1) % self.data.sources}
+        return {}
+
+    def row_keys(self, dedup: bool = False) -> np.ndarray:
+        """The sink key of every stream position (``data.sink_key``; 0 = no key)."""
+        stream = self.stream(dedup)
+        kind = self.data.sink_key
+        if kind == "hash" and not self.data.perturb:  # one hash per distinct document
+            codes, inverse = np.unique(stream, return_inverse=True)
+            code_ids = np.array([document_id(self.tokens_of(int(c))) for c in codes],
+                                dtype=np.int64)
+            return code_ids[inverse]
+        if kind.startswith("field:"):
+            codes, inverse = np.unique(stream, return_inverse=True)
+            return key_ids(kind, [np.empty(0)] * len(codes),
+                           [self.fields_of(int(c)) for c in codes])[inverse]
+        # rows as trained: with perturbation each of R's occurrences is its own text
+        seen = self.occurrences(dedup) if self.data.perturb else np.zeros(len(stream), np.int64)
+        rows = np.where(stream < 0, seen, 0)
+        pairs, inverse = np.unique(np.stack([stream, rows], axis=1), axis=0,
+                                   return_inverse=True)
+        # in stream order, so a cluster's representative is its earliest member
+        first = np.full(len(pairs), len(stream))
+        np.minimum.at(first, inverse.ravel(), np.arange(len(stream)))
+        order = np.argsort(first)
+        docs = [self.row_tokens(int(pairs[i, 0]), int(pairs[i, 1])) for i in order]
+        keys = np.empty(len(pairs), dtype=np.int64)
+        keys[order] = key_ids(kind, docs)
+        return keys[inverse.ravel()]
+
+    def repeated_keys(self) -> np.ndarray:
+        """The sink key each R document trained with most often (0 = none): its cluster's or
+        source's, or, with perturbed exact keys, whichever of its copies' hashes came first."""
+        stream, keys = self.stream(False), self.row_keys(False)
+        out = np.zeros(len(self.repeated), dtype=np.int64)
+        for i in range(len(self.repeated)):
+            mine = keys[(stream == -(i + 1)) & (keys != 0)]
+            if len(mine):
+                values, counts = np.unique(mine, return_counts=True)
+                out[i] = values[np.argmax(counts)]
+        return out
 
     def sink_ids(self, dedup: bool, which: str) -> np.ndarray:
         """The sink ID of every stream position (0 = no sinks).
 
-        ``all``: every document its hash ID. ``repeated``: only documents whose hash occurs
-        more than once in the stream (a counting pass, as exact dedup does). ``seen-before``:
-        the online version, a document gets its ID from its second occurrence on (a set of
-        hashes seen so far; a Bloom filter at scale).
+        ``all``: every document its key (``data.sink_key``: by default its hash).
+        ``repeated``: only documents whose key occurs more than once in the stream (a counting
+        pass, as exact dedup does). ``seen-before``: the online version, a document gets its
+        ID from its second occurrence on (a set of keys seen so far; a Bloom filter at scale).
         """
         if which not in SINK_ASSIGNMENTS:
             raise ValueError(f"sink_ids = {which!r}; use one of {', '.join(SINK_ASSIGNMENTS)}")
-        stream = self.stream(dedup)
-        codes, inverse = np.unique(stream, return_inverse=True)
-        code_ids = np.array([document_id(self.tokens_of(int(c))) for c in codes], dtype=np.int64)
-        ids = code_ids[inverse]
+        ids = self.row_keys(dedup)
         if which == "repeated":
             hashes, counts = np.unique(ids, return_counts=True)
             repeated = hashes[counts > 1]

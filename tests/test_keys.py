@@ -1,0 +1,106 @@
+"""Sink keys (data.sink_key) and repetition that is not exact (data.perturb)."""
+
+import numpy as np
+import pytest
+
+from memsinks import config as config_io
+from memsinks.data.keys import key_ids, parse_key, value_id
+from memsinks.experiment import method_fingerprint, mixture_of
+from memsinks.sinks import document_id
+
+SMALL = ["data.n_repeated=8", "data.repetitions=6", "data.n_validation=8", "train.steps=40",
+         "train.batch_size=8"]
+
+
+def mixture(*overrides):
+    return mixture_of(config_io.load(None, SMALL + list(overrides)))
+
+
+def r_rows(mix, index):
+    stream, seen = mix.stream(False), mix.occurrences(False)
+    where = np.flatnonzero(stream == -(index + 1))
+    return [mix.row_tokens(-(index + 1), seen[p]) for p in where]
+
+
+def test_key_names_and_errors():
+    assert parse_key("hash") == ("hash", "")
+    assert parse_key("field:author") == ("field", "author")
+    for bad in ("md5", "field:", "minhash:3"):
+        with pytest.raises(ValueError, match="hash, minhash or field:NAME"):
+            parse_key(bad)
+    assert value_id("source", 3) == value_id("source", 3) != value_id("source", 4) != 0
+    # a document without the field gets no sinks, never a crash
+    ids = key_ids("field:source", [np.zeros(3)] * 2, [{"source": 1}, {}])
+    assert ids[0] == value_id("source", 1) and ids[1] == 0
+
+
+def test_occurrences_count_each_documents_earlier_appearances():
+    mix = mixture()
+    stream, seen = mix.stream(False), mix.occurrences(False)
+    for position in range(0, len(stream), 7):
+        assert seen[position] == np.sum(stream[:position] == stream[position])
+
+
+def test_perturbation_is_per_occurrence_deterministic_and_spares_evaluation():
+    plain, noisy = mixture(), mixture("data.perturb=0.1")
+    again = mixture("data.perturb=0.1")
+    original = plain.repeated.tokens[0]
+    copies = r_rows(noisy, 0)
+    assert len(copies) == 6
+    changed = [int((c != original).sum()) for c in copies]
+    assert all(0 < n <= round(0.1 * len(original)) for n in changed), changed
+    assert len({c.tobytes() for c in copies}) == len(copies)  # each occurrence its own text
+    assert all(np.array_equal(a, b) for a, b in zip(copies, r_rows(again, 0), strict=True))
+    # evaluation, H, V and the general stream are untouched
+    assert np.array_equal(noisy.repeated.tokens[0], original)
+    stream, seen = noisy.stream(False), noisy.occurrences(False)
+    for step in (0, 3, 17):
+        rows = zip(plain.batch(step), noisy.batch(step), range(step * 8, step * 8 + 8),
+                   strict=True)
+        for (code, a), (_, b), position in rows:
+            expected = a if code >= 0 else noisy.row_tokens(code, seen[position])
+            assert stream[position] == code and np.array_equal(b, expected)
+
+
+def test_exact_keys_miss_perturbed_copies():
+    noisy = mixture("data.perturb=0.1")
+    repeated = noisy.sink_ids(False, "repeated")
+    assert not repeated.any()  # every copy differs: no key repeats
+    everything = noisy.sink_ids(False, "all")
+    stream, seen = noisy.stream(False), noisy.occurrences(False)
+    p = int(np.flatnonzero(stream == -1)[2])
+    assert everything[p] == document_id(noisy.row_tokens(-1, seen[p]))
+
+
+def test_source_keys_give_one_sink_id_per_source():
+    mix = mixture("data.sources=4", "data.sink_key=field:source")
+    stream, ids = mix.stream(False), mix.sink_ids(False, "all")
+    assert not ids[stream >= 0].any()  # general documents have no source field: no sinks
+    for i in range(8):
+        assert set(ids[stream == -(i + 1)]) == {value_id("source", i % 4)}
+    assert list(mix.repeated.own_ids) == [value_id("source", i % 4) for i in range(8)]
+    assert (mix.sink_ids(False, "repeated") == ids).all()  # every source repeats
+    assert list(mix.repeated.ids) == [document_id(t) for t in mix.repeated.tokens]
+
+
+def test_keys_and_perturbation_enter_the_fingerprint_only_where_they_matter():
+    base = config_io.load(None, SMALL)
+    keyed = config_io.load(None, SMALL + ["data.sources=4", "data.sink_key=field:source"])
+    noisy = config_io.load(None, SMALL + ["data.perturb=0.05"])
+    sourced = config_io.load(None, SMALL + ["data.sources=4"])
+    assert method_fingerprint(keyed, "standard") == method_fingerprint(base, "standard")
+    assert method_fingerprint(keyed, "memsinks") != method_fingerprint(base, "memsinks")
+    assert method_fingerprint(sourced, "memsinks") == method_fingerprint(base, "memsinks")
+    for method in ("standard", "memsinks"):
+        assert method_fingerprint(noisy, method) != method_fingerprint(base, method)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["data.perturb=1"], "data.perturb"),
+    (["data.sink_key=field:source"], "data.sources"),
+    (["data.sink_key=sha1"], "hash, minhash or field:NAME"),
+    (["data.sources=-1"], "data.sources"),
+])
+def test_bad_settings_name_the_fix(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        config_io.load(None, SMALL + overrides)
