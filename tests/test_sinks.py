@@ -206,3 +206,24 @@ def test_a_model_can_use_the_reference_masks():
     assert torch.equal(masks, reference_sink_masks(torch.tensor([12345, 0]), sinks.n_sink, 0.3))
     with pytest.raises(ValueError, match="sinks.mask"):
         SinkConfig(mask="authors").validate()
+
+
+def test_centred_masks_average_to_the_drop_model():
+    model = tiny_model()
+    sinks = Sinks(model, SinkConfig(centered=True, drop_rescale="none"))
+    ids = torch.tensor([[5, 5, 0, 9]])
+    rows = sinks.per_token(ids)[0]
+    own = sinks.masks([5])[0]
+    assert torch.equal(rows[0, : sinks.n_shared], torch.ones(sinks.n_shared))
+    assert torch.allclose(rows[0, sinks.n_shared:], own.float() - 0.3)
+    assert torch.equal(rows[2, sinks.n_shared:], torch.zeros(sinks.n_sink))  # ID 0: no sinks
+    # over many documents the sink part averages to zero: drop mode is the average model
+    many = sinks.per_token(torch.arange(1, 4001))[:, sinks.n_shared:]
+    assert many.mean(dim=0).abs().max() < 0.05
+    x = torch.randint(4, 50, (2, 10))
+    with sinks.mode_of("keep"):
+        kept = model(x).logits
+    with sinks.mode_of("drop"):
+        assert torch.allclose(model(x).logits, kept)
+    with pytest.raises(ValueError, match="centred"):
+        sinks.set_mode("exclude", exclude=[5])

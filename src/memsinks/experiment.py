@@ -83,7 +83,8 @@ def method_fingerprint(config: StudyConfig, method: str) -> str:
     # fields added to Method later enter the hash only when set, so older runs stay valid
     relevant["method"] = {k: v for k, v in asdict(spec).items()
                           if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]}
-    for key, default in (("shared_grad", 1.0), ("mask", "hash")):  # added later: hashed if set
+    for key, default in (("shared_grad", 1.0), ("mask", "hash"), ("centered", False)):
+        # added later: hashed if set
         if relevant["sinks"].get(key) == default:
             relevant["sinks"].pop(key)
     if spec.mlp_width == "shared" or spec.gradient_mask:
@@ -452,7 +453,7 @@ def load_model(model_dir: Path):
     if (model_dir / "sinks.json").is_file():
         saved = json.loads((model_dir / "sinks.json").read_text())
         fields = {k: saved[k] for k in ("p_shared", "p_active", "seed", "drop_rescale", "mask",
-                                        "shared_grad") if k in saved}
+                                        "shared_grad", "centered") if k in saved}
         # n_shared as trained: a widened pretrained model's is not p_shared x its width
         sinks = Sinks(model, SinkConfig(**fields), n_shared=saved.get("n_shared"))
     return model, sinks

@@ -93,6 +93,11 @@ class SinkConfig:
     # hash: this project's counter-based hash (ID 0 = no sinks); reference: the authors' masks,
     # bit-compatible with their checkpoints (see reference_sink_masks)
     mask: str = "hash"
+    # centred masks (this project's variant): a document's sinks are x(1 - p_active) and every
+    # other sink x(-p_active), so the masks average to zero over documents. The sinks can then
+    # hold no component common to all documents (a domain), which only the shared neurons can
+    # learn; drop mode, sinks x0, is the average of the training-time models over IDs
+    centered: bool = False
 
     def validate(self) -> None:
         for name in ("p_shared", "p_active"):
@@ -210,7 +215,10 @@ class Sinks:
         token_ids = token_ids.to(self.device)
         unique, inverse = torch.unique(token_ids, return_inverse=True)
         rows = torch.ones(len(unique), self.intermediate_size, device=self.device)
-        rows[:, self.n_shared:] = self.masks(unique).float()
+        sink = self.masks(unique).float()
+        if self.config.centered:  # ID 0 still means no sinks at all
+            sink = torch.where((unique != 0)[:, None], sink - self.config.p_active, 0.0)
+        rows[:, self.n_shared:] = sink
         return rows[inverse]
 
     def _vector(self, shared: float, sink: float) -> torch.Tensor:
@@ -236,11 +244,16 @@ class Sinks:
             self._set(self.per_token(ids), mode)
         elif mode == "off":
             self._set(None, mode)
-        elif mode == "keep":
-            self._set(self._vector(1.0, self.config.p_active), mode)
+        elif mode == "keep":  # centred masks average to zero: keeping them is dropping them
+            sink = 0.0 if self.config.centered else self.config.p_active
+            self._set(self._vector(1.0, sink), mode)
         elif mode == "drop":
             self._set(self._vector(self.drop_scale(), 0.0), mode)
         else:
+            if self.config.centered:
+                raise ValueError("exclude mode switches one document's sinks off the average "
+                                 "model, which centred masks do not have (their sinks average "
+                                 "to zero); compare own and drop modes instead")
             vec = self._vector(1.0, self.config.p_active)
             excluded = list(exclude)
             if excluded:
