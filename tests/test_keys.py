@@ -104,3 +104,43 @@ def test_keys_and_perturbation_enter_the_fingerprint_only_where_they_matter():
 def test_bad_settings_name_the_fix(overrides, message):
     with pytest.raises(ValueError, match=message):
         config_io.load(None, SMALL + overrides)
+
+
+NEAR = "minhash?shingle=3&threshold=0.5&bands=32"
+
+
+def test_minhash_keys_join_perturbed_copies_that_exact_keys_split():
+    noisy = mixture("data.perturb=0.05", f"data.sink_key={NEAR}")
+    stream, ids = noisy.stream(False), noisy.sink_ids(False, "repeated")
+    for i in range(8):
+        assert len(set(ids[stream == -(i + 1)])) == 1 and noisy.repeated.own_ids[i] != 0
+    assert len(set(noisy.repeated.own_ids)) == 8  # distinct documents stay apart
+
+
+def test_minhash_in_training_matches_the_annotation_of_the_same_documents(tmp_path):
+    from memsinks.data.annotate import MinHashParams, minhash_clusters
+
+    rng = np.random.default_rng(0)
+    base = [rng.integers(4, 500, 60) for _ in range(20)]
+    docs = []
+    for doc in base:
+        for _ in range(3):
+            copy = doc.copy()
+            copy[rng.choice(60, 2, replace=False)] = rng.integers(4, 500, 2)
+            docs.append(copy)
+    order = rng.permutation(len(docs))
+    docs = [docs[i] for i in order]
+    reps = minhash_clusters(docs, MinHashParams(shingle=3, threshold=0.5, bands=32))
+    truth = order // 3
+    same_cluster = reps[:, None] == reps[None, :]
+    assert (same_cluster == (truth[:, None] == truth[None, :])).all()
+    assert all(reps[i] <= i for i in range(len(docs)))  # the earliest member represents
+    ids = key_ids(NEAR, docs)
+    assert len(set(ids)) == 20 and ids[0] == document_id(docs[0])
+
+
+def test_bad_minhash_options():
+    for key, message in [("minhash?shingles=3", "unknown"), ("minhash?bands=7", "divide"),
+                         ("minhash?threshold=x", "valid float")]:
+        with pytest.raises(ValueError, match=message):
+            parse_key(key)

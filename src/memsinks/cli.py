@@ -281,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .integrations.litgpt import register as register_litgpt
 
     register_litgpt(sub)
+    from .data.annotate import register as register_annotate
+
+    register_annotate(sub)
     return parser
 
 

@@ -4,7 +4,7 @@
   token is a new document);
 - ``minhash``: the document's near-duplicate cluster (MinHash with LSH over token shingles;
   the cluster's key is the hash of its earliest member in the stream), so copies that differ
-  in a few words share sinks;
+  in a few words share sinks; parameters as options, ``minhash?shingle=3&threshold=0.4``;
 - ``field:NAME``: a metadata field, such as an author or a site, so that deleting one value's
   sinks deletes everything keyed on it. A document without the field gets no sinks (ID 0):
   it trains the shared neurons only, as the extension's unrepeated documents do.
@@ -16,7 +16,6 @@ method's choice (``Method.sink_ids``), applied to keys exactly as to hashes.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,32 +23,62 @@ import numpy as np
 
 from ..sinks import document_id
 
-KINDS = ("hash", "minhash", "field:NAME")
+MINHASH_OPTIONS = {"shingle": int, "num_perm": int, "bands": int, "threshold": float,
+                   "seed": int}
 
 
 def parse_key(key: str) -> tuple[str, str]:
     """``(kind, argument)`` of a ``data.sink_key`` value, or one sentence naming the fix."""
-    if key in ("hash", "minhash"):
+    if key == "hash":
         return key, ""
+    if key == "minhash" or key.startswith("minhash?"):
+        minhash_options(key)
+        return "minhash", key.partition("?")[2]
     if key.startswith("field:") and key[len("field:"):].strip():
         return "field", key[len("field:"):].strip()
     raise ValueError(f"data.sink_key = {key!r} is not one of hash, minhash or field:NAME (for "
-                     "example field:source)")
+                     "example field:source, or minhash?shingle=3&threshold=0.4&bands=32)")
+
+
+def minhash_options(key: str) -> dict[str, Any]:
+    """The MinHash parameters of ``minhash?name=value&...`` (see ``MinHashParams``)."""
+    options: dict[str, Any] = {}
+    query = key.partition("?")[2]
+    for item in filter(None, query.split("&")):
+        name, _, raw = item.partition("=")
+        kind = MINHASH_OPTIONS.get(name)
+        if kind is None:
+            raise ValueError(f"data.sink_key option {name!r} is unknown; minhash takes "
+                             f"{', '.join(MINHASH_OPTIONS)}")
+        try:
+            options[name] = kind(raw)
+        except ValueError:
+            raise ValueError(f"data.sink_key option {name}={raw!r} is not a valid "
+                             f"{kind.__name__}") from None
+    if options:
+        from .annotate import MinHashParams
+
+        MinHashParams(**options).check()
+    return options
 
 
 def value_id(name: str, value: Any) -> int:
-    """The key of a field value: a 63-bit non-zero hash of ``name=value``."""
-    digest = hashlib.blake2b(f"{name}={value}".encode(), digest_size=8).digest()
-    return (int.from_bytes(digest, "little") >> 1) or 1
+    """The key of a field value (0 for a missing or empty one), as ``memsinks annotate``
+    writes it, so a trained model's sinks and an annotation table name the same IDs."""
+    from .annotate import key_id, key_text
+
+    text = key_text(value)
+    return 0 if text is None else key_id(name, text)
 
 
-def key_ids(key: str, docs: Sequence[np.ndarray], fields: Sequence[dict] | None = None,
-            **minhash: Any) -> np.ndarray:
+def key_ids(key: str, docs: Sequence[np.ndarray], fields: Sequence[dict] | None = None
+            ) -> np.ndarray:
     """The key of every document, in order (int64; 0 = no sinks).
 
     ``docs`` are token arrays in stream order (the earliest member of a minhash cluster is its
-    representative, so the order matters); ``fields`` their metadata, for field keys;
-    ``minhash`` the clustering's parameters (:func:`memsinks.data.annotate.minhash_clusters`).
+    representative, so the order matters); ``fields`` their metadata, for field keys. MinHash
+    parameters come with the key (``minhash?shingle=3&threshold=0.4``; defaults of
+    :class:`memsinks.data.annotate.MinHashParams`).
     """
     kind, name = parse_key(key)
     if kind == "hash":
@@ -58,10 +87,8 @@ def key_ids(key: str, docs: Sequence[np.ndarray], fields: Sequence[dict] | None 
         if fields is None:
             raise ValueError(f"data.sink_key = {key!r} needs documents with metadata fields; "
                              "this corpus has none (use hash or minhash)")
-        return np.array([value_id(name, f[name]) if f.get(name) is not None else 0
-                         for f in fields], dtype=np.int64)
+        return np.array([value_id(name, f.get(name)) for f in fields], dtype=np.int64)
     from .annotate import minhash_clusters
 
     hashes = np.array([document_id(t) for t in docs], dtype=np.int64)
-    representative = minhash_clusters([np.asarray(t) for t in docs], **minhash)
-    return hashes[np.asarray(representative, dtype=np.int64)]
+    return hashes[minhash_clusters([np.asarray(t) for t in docs], **minhash_options(key))]
