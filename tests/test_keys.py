@@ -144,3 +144,28 @@ def test_bad_minhash_options():
                          ("minhash?threshold=x", "valid float")]:
         with pytest.raises(ValueError, match=message):
             parse_key(key)
+
+
+def test_sink_ids_from_an_annotation_table(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    mix = mixture()
+    stream = mix.stream(False)
+    codes = np.unique(stream)
+    hashes = [document_id(mix.tokens_of(int(c))) for c in codes]
+    sink = [7 if c < 0 else 0 for c in codes]  # the table gives every R document one key
+    pq.write_table(pa.table({"hash": pa.array(hashes, pa.int64()),
+                             "sink_id": pa.array(sink, pa.int64())}),
+                   tmp_path / "annotations.parquet")
+    keyed = mixture(f"data.sink_key={tmp_path}")
+    ids = keyed.sink_ids(False, "all")
+    assert set(ids[stream < 0]) == {7} and not ids[stream >= 0].any()
+    assert (keyed.repeated.own_ids == 7).all()
+    pq.write_table(pa.table({"hash": pa.array(hashes[:3], pa.int64()),
+                             "sink_id": pa.array(sink[:3], pa.int64())}),
+                   tmp_path / "short.parquet")
+    with pytest.raises(ValueError, match="not in the annotation table"):
+        mixture(f"data.sink_key={tmp_path / 'short.parquet'}").sink_ids(False, "all")
+    with pytest.raises(FileNotFoundError, match="memsinks annotate"):
+        parse_key(str(tmp_path / "missing.parquet"))

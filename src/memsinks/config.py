@@ -39,7 +39,8 @@ class DataConfig:
     min_tokens: int = 16  # text corpora: shorter documents are skipped
     max_tokens: int = 0  # text corpora: longer documents are cut (0 = model context - 2)
     # what a document's sink ID is keyed on: hash (its tokens), minhash (its near-duplicate
-    # cluster) or field:NAME (a metadata field; built-in: field:source); see data/keys.py
+    # cluster), field:NAME (a metadata field; built-in: field:source) or an annotation table
+    # (memsinks annotate; joined on the document hash); see data/keys.py
     sink_key: str = "hash"
     # each occurrence of an R document has this share of its tokens replaced, differently per
     # occurrence and deterministically (draws from R's own tokens); R as evaluated, H and V

@@ -7,7 +7,9 @@
   in a few words share sinks; parameters as options, ``minhash?shingle=3&threshold=0.4``;
 - ``field:NAME``: a metadata field, such as an author or a site, so that deleting one value's
   sinks deletes everything keyed on it. A document without the field gets no sinks (ID 0):
-  it trains the shared neurons only, as the extension's unrepeated documents do.
+  it trains the shared neurons only, as the extension's unrepeated documents do;
+- a path to an annotation table (``memsinks annotate``'s ``annotations.parquet``, or its
+  directory): each document's ``sink_id`` there, joined on the document hash.
 
 A key is a 63-bit non-zero integer, and the sink ID of a document is its key: equal keys share
 sinks. Which documents then get sinks (all, those whose key repeats, those seen before) is the
@@ -17,12 +19,14 @@ method's choice (``Method.sink_ids``), applied to keys exactly as to hashes.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..sinks import document_id
 
+TABLE = "annotations.parquet"  # what memsinks annotate writes
 MINHASH_OPTIONS = {"shingle": int, "num_perm": int, "bands": int, "threshold": float,
                    "seed": int}
 
@@ -36,6 +40,13 @@ def parse_key(key: str) -> tuple[str, str]:
         return "minhash", key.partition("?")[2]
     if key.startswith("field:") and key[len("field:"):].strip():
         return "field", key[len("field:"):].strip()
+    if key.endswith(".parquet") or (Path(key).is_dir() and (Path(key) / TABLE).is_file()):
+        table = Path(key) if key.endswith(".parquet") else Path(key) / TABLE
+        if not table.is_file():
+            raise FileNotFoundError(f"data.sink_key = {key!r}: the annotation table does not "
+                                    "exist; write it with memsinks annotate SOURCE --key KEY "
+                                    "--out DIR and pass DIR")
+        return "table", str(table)
     raise ValueError(f"data.sink_key = {key!r} is not one of hash, minhash or field:NAME (for "
                      "example field:source, or minhash?shingle=3&threshold=0.4&bands=32)")
 
@@ -88,7 +99,30 @@ def key_ids(key: str, docs: Sequence[np.ndarray], fields: Sequence[dict] | None 
             raise ValueError(f"data.sink_key = {key!r} needs documents with metadata fields; "
                              "this corpus has none (use hash or minhash)")
         return np.array([value_id(name, f.get(name)) for f in fields], dtype=np.int64)
+    if kind == "table":
+        return table_ids(name, [document_id(t) for t in docs])
     from .annotate import minhash_clusters
 
     hashes = np.array([document_id(t) for t in docs], dtype=np.int64)
     return hashes[minhash_clusters([np.asarray(t) for t in docs], **minhash_options(key))]
+
+
+def table_ids(table: str | Path, hashes: Sequence[int]) -> np.ndarray:
+    """Sink IDs of documents by their hash, read from an annotation table (``hash``,
+    ``sink_id``); every document must be in it."""
+    import pyarrow.parquet as pq
+
+    columns = pq.read_table(table, columns=["hash", "sink_id"])
+    known = columns.column("hash").to_numpy()
+    ids = columns.column("sink_id").to_numpy()
+    order = np.argsort(known, kind="stable")
+    known, ids = known[order], ids[order]
+    wanted = np.asarray(hashes, dtype=np.int64)
+    at = np.clip(np.searchsorted(known, wanted), 0, max(len(known) - 1, 0))
+    found = (known[at] == wanted) if len(known) else np.zeros(len(wanted), bool)
+    if not found.all():
+        raise ValueError(f"{int((~found).sum())} of {len(wanted)} training documents are not in "
+                         f"the annotation table {table} (annotated from another source, "
+                         "tokenizer or cut?); annotate the run's token store, or the source "
+                         "with --tokenizer and --max-tokens as the run cuts it")
+    return ids[at]

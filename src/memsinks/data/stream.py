@@ -14,7 +14,7 @@ import numpy as np
 from ..config import DataConfig
 from ..sinks import document_id
 from . import corpus
-from .keys import key_ids
+from .keys import key_ids, parse_key
 
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
 SINK_ASSIGNMENTS = ("all", "repeated", "seen-before")
@@ -334,15 +334,16 @@ class Mixture:
     def row_keys(self, dedup: bool = False) -> np.ndarray:
         """The sink key of every stream position (``data.sink_key``; 0 = no key)."""
         stream = self.stream(dedup)
-        kind = self.data.sink_key
+        key = self.data.sink_key
+        kind, _ = parse_key(key)
         if kind == "hash" and not self.data.perturb:  # one hash per distinct document
             codes, inverse = np.unique(stream, return_inverse=True)
             code_ids = np.array([document_id(self.tokens_of(int(c))) for c in codes],
                                 dtype=np.int64)
             return code_ids[inverse]
-        if kind.startswith("field:"):
+        if kind == "field":
             codes, inverse = np.unique(stream, return_inverse=True)
-            return key_ids(kind, [np.empty(0)] * len(codes),
+            return key_ids(key, [np.empty(0)] * len(codes),
                            [self.fields_of(int(c)) for c in codes])[inverse]
         # rows as trained: with perturbation each of R's occurrences is its own text
         seen = self.occurrences(dedup) if self.data.perturb else np.zeros(len(stream), np.int64)
@@ -355,7 +356,7 @@ class Mixture:
         order = np.argsort(first)
         docs = [self.row_tokens(int(pairs[i, 0]), int(pairs[i, 1])) for i in order]
         keys = np.empty(len(pairs), dtype=np.int64)
-        keys[order] = key_ids(kind, docs)
+        keys[order] = key_ids(key, docs)
         return keys[inverse.ravel()]
 
     def repeated_keys(self) -> np.ndarray:
