@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from memsinks.data.annotate import MinHashParams, annotate, band_hashes, word_shingles
+from memsinks.data.annotate import annotate
+from memsinks.data.near_duplicates import MinHashParams, band_hashes, word_shingles
 
 
 def planted(docs: int, seed: int = 0) -> tuple[list[str], list[int]]:

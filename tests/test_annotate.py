@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from memsinks.data import annotate as annotate_module
-from memsinks.data.annotate import annotate, key_id, register, text_id, word_shingles
+from memsinks.data.annotate import annotate, key_id, register, text_id
+from memsinks.data.near_duplicates import MinHashParams, minhash_clusters, word_shingles
 from memsinks.data.sources import load_tokenizer, read_records
 from memsinks.data.store import StoreBuilder
 
@@ -112,6 +113,10 @@ def test_token_store_and_tokenizer_give_the_training_hash(tmp_path, tokenizer):
         "hash": by_field["hash"]}
     clusters = rows(annotate(str(store.path), "minhash", tmp_path / "minhash", progress=False))
     assert sum(clusters["repeated"]) >= 20  # the ten repeats, at least
+    # training's in-memory clustering of the same token documents names the same clusters
+    reps = minhash_clusters([store.tokens(i) for i in range(len(store))])
+    hashes = store.hashes.tolist()
+    assert clusters["sink_id"][:-1] == [hashes[r] for r in reps[:-1]]  # the last has no ids
     with pytest.raises(ValueError, match="was built without field 'url'"):
         annotate(str(store.path), "field:url", tmp_path / "bad", progress=False)
 
@@ -183,7 +188,7 @@ def test_planted_near_duplicates_are_found_at_the_documented_threshold(tmp_path)
     texts, family = planted(3)
     source = write_jsonl(tmp_path / "planted.jsonl", [{"text": t} for t in texts])
     table = rows(annotate(source, "minhash", tmp_path / "out", progress=False))
-    params = annotate_module.MinHashParams()
+    params = MinHashParams()
     sets = [set(word_shingles(t, params.shingle)) for t in texts]
     members: dict[int, list[int]] = {}
     for i, f in enumerate(family):

@@ -117,8 +117,8 @@ def test_minhash_keys_join_perturbed_copies_that_exact_keys_split():
     assert len(set(noisy.repeated.own_ids)) == 8  # distinct documents stay apart
 
 
-def test_minhash_in_training_matches_the_annotation_of_the_same_documents(tmp_path):
-    from memsinks.data.annotate import MinHashParams, minhash_clusters
+def test_minhash_clusters_recover_planted_near_duplicate_groups():
+    from memsinks.data.near_duplicates import MinHashParams, minhash_clusters
 
     rng = np.random.default_rng(0)
     base = [rng.integers(4, 500, 60) for _ in range(20)]

@@ -67,7 +67,7 @@ def minhash_options(key: str) -> dict[str, Any]:
             raise ValueError(f"data.sink_key option {name}={raw!r} is not a valid "
                              f"{kind.__name__}") from None
     if options:
-        from .annotate import MinHashParams
+        from .near_duplicates import MinHashParams
 
         MinHashParams(**options).check()
     return options
@@ -89,7 +89,7 @@ def key_ids(key: str, docs: Sequence[np.ndarray], fields: Sequence[dict] | None 
     ``docs`` are token arrays in stream order (the earliest member of a minhash cluster is its
     representative, so the order matters); ``fields`` their metadata, for field keys. MinHash
     parameters come with the key (``minhash?shingle=3&threshold=0.4``; defaults of
-    :class:`memsinks.data.annotate.MinHashParams`).
+    :class:`memsinks.data.near_duplicates.MinHashParams`).
     """
     kind, name = parse_key(key)
     if kind == "hash":
@@ -101,7 +101,7 @@ def key_ids(key: str, docs: Sequence[np.ndarray], fields: Sequence[dict] | None 
         return np.array([value_id(name, f.get(name)) for f in fields], dtype=np.int64)
     if kind == "table":
         return table_ids(name, [document_id(t) for t in docs])
-    from .annotate import minhash_clusters
+    from .near_duplicates import minhash_clusters
 
     hashes = np.array([document_id(t) for t in docs], dtype=np.int64)
     return hashes[minhash_clusters([np.asarray(t) for t in docs], **minhash_options(key))]
