@@ -58,7 +58,7 @@ import numpy as np
 import torch
 
 KINDS = ("natural", "canary", "domain")
-SINK_VARIANTS = ("extension", "paper")
+SINK_VARIANTS = ("extension", "paper", "centered")
 BASES = ("directions", "neurons")
 MATCHED_REMOVAL = (0.25, 0.5, 0.75)
 DTYPE = torch.float64
@@ -323,7 +323,9 @@ def sink_masks(config: TheoryConfig, n_general: int, n_items: int, variant: str,
     """Fixed per-example masks (general, items): shared neurons on, plus a random sink subset.
 
     Every item gets round(p_active · pool) sinks; general examples get none (``extension``) or
-    their own subset of the same size (``paper``).
+    their own subset of the same size (``paper``). ``centered``: as ``extension``, with each
+    item's sink mask centred (its sinks x(1 - a), the rest of the pool x(-a), a the active
+    share), so the items' masks average to zero and hold nothing the items share.
     """
     if variant not in SINK_VARIANTS:
         raise ValueError(f"variant must be one of {SINK_VARIANTS}")
@@ -339,7 +341,10 @@ def sink_masks(config: TheoryConfig, n_general: int, n_items: int, variant: str,
                 row[n_shared + torch.randperm(pool, generator=gen)[:active]] = 1.0
         return masks
 
-    return draw(n_general, variant == "paper"), draw(n_items, True)
+    items = draw(n_items, True)
+    if variant == "centered":
+        items[:, n_shared:] -= active / pool
+    return draw(n_general, variant == "paper"), items
 
 
 def _masked(w1: torch.Tensor, w2: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -493,6 +498,10 @@ TABLE_ROWS = (
      KINDS),
     ("paper, sinks dropped: domain loss change vs standard", "paper_domain_change", False,
      ("domain",)),
+    ("centred (extension, zero-mean item masks), sinks dropped: memorization removed",
+     "centered_closure", True, KINDS),
+    ("centred, sinks dropped: domain loss change vs standard", "centered_domain_change", False,
+     ("domain",)),
 )
 
 SWEEP_COLUMNS = (
@@ -572,7 +581,8 @@ def plot(results: dict, path: Path) -> None:
                    color=colors[kind], hatch="//" if key == "domain_change" else None,
                    label=name, capsize=3)
         ax.set_xticks(range(len(SINK_VARIANTS)),
-                      ["extension\n(sinks for items only)", "paper\n(sinks for every example)"])
+                      ["extension\n(sinks for items only)", "paper\n(sinks for every example)",
+                       "centred\n(zero-mean item masks)"])
         ax.axhline(0.0, color="gray", linewidth=0.6)
         ax.set_ylabel(label)
         ax.set_title("sequence-tied dropout, sinks dropped", fontsize=10)
