@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -379,6 +379,46 @@ def _projection(old: nn.Module, n_in: int, n_out: int, conv1d: bool) -> nn.Modul
                      dtype=old.weight.dtype)
 
 
+def _rebuild_mlps(model: nn.Module, family: ModelFamily, new_width: int,
+                  rows: Callable[[torch.Tensor, int, bool], torch.Tensor],
+                  columns: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    """Swap every MLP's projections, in place, for ones with ``new_width`` hidden neurons.
+
+    ``rows(old, block, is_bias)`` gives an input projection's new rows (weights (out, in), or
+    bias) from one factor block of its old ones; ``columns(old)`` the output projection's new
+    weight (out, new_width) from its old one. The config's width field follows.
+    """
+    for layer in family.layers_of(model):
+        mlp = layer.mlp
+        width = family.width_of(mlp)
+        blocks = [slice(b * width, (b + 1) * width) for b in range(family.blocks)]
+        with torch.no_grad():
+            for name in family.inputs:
+                old = getattr(mlp, name)
+                weight = old.weight.T if family.conv1d else old.weight  # (out, in)
+                new = _projection(old, weight.shape[1], new_width * family.blocks,
+                                  family.conv1d)
+                stacked = torch.cat([rows(weight[span], b, False)
+                                     for b, span in enumerate(blocks)])
+                new.weight.copy_(stacked.T if family.conv1d else stacked)
+                if old.bias is not None:
+                    new.bias.copy_(torch.cat([rows(old.bias[span], b, True)
+                                              for b, span in enumerate(blocks)]))
+                setattr(mlp, name, new)
+            old = family.output_of(mlp)
+            weight = old.weight.T if family.conv1d else old.weight  # (out, in)
+            new = _projection(old, new_width, weight.shape[0], family.conv1d)
+            rebuilt = columns(weight)
+            new.weight.copy_(rebuilt.T if family.conv1d else rebuilt)
+            if old.bias is not None:
+                new.bias.copy_(old.bias)
+            setattr(mlp, family.output, new)
+        if hasattr(mlp, "intermediate_size"):
+            mlp.intermediate_size = new_width
+    if hasattr(model, "config"):
+        setattr(model.config, family.width_field, new_width)
+
+
 def drop_sinks(model: nn.Module, sinks: Sinks) -> nn.Module:
     """A plain copy of ``model`` with the sink neurons deleted and the rescale folded in.
 
@@ -387,37 +427,12 @@ def drop_sinks(model: nn.Module, sinks: Sinks) -> nn.Module:
     """
     n = sinks.n_shared
     scale = sinks.drop_scale()
-    family = sinks.family
     with sinks.detached():  # the copy must not carry hooks that point at this Sinks
         plain = copy.deepcopy(model)
-    for layer in family.layers_of(plain):
-        mlp = layer.mlp
-        width = family.width_of(mlp)
-        spans = [slice(b * width, b * width + n) for b in range(family.blocks)]
-        with torch.no_grad():
-            for name in family.inputs:
-                old = getattr(mlp, name)
-                weight = old.weight.T if family.conv1d else old.weight  # (out, in)
-                new = _projection(old, weight.shape[1], n * family.blocks, family.conv1d)
-                kept = torch.cat([weight[span] for span in spans])
-                new.weight.copy_(kept.T if family.conv1d else kept)
-                if old.bias is not None:
-                    new.bias.copy_(torch.cat([old.bias[span] for span in spans]))
-                setattr(mlp, name, new)
-            old = family.output_of(mlp)
-            weight = old.weight.T if family.conv1d else old.weight  # (out, in)
-            new = _projection(old, n, weight.shape[0], family.conv1d)
-            kept = weight[:, :n] * scale
-            new.weight.copy_(kept.T if family.conv1d else kept)
-            if old.bias is not None:
-                new.bias.copy_(old.bias)
-            setattr(mlp, family.output, new)
-        if hasattr(mlp, "intermediate_size"):
-            mlp.intermediate_size = n
-    if hasattr(plain, "config"):
-        setattr(plain.config, family.width_field, n)
-        if getattr(plain.config, "memsinks_n_shared", None) is not None:
-            del plain.config.memsinks_n_shared  # the copy is sink-free
+    _rebuild_mlps(plain, sinks.family, n, rows=lambda old, block, is_bias: old[:n],
+                  columns=lambda old: old[:, :n] * scale)
+    if getattr(getattr(plain, "config", None), "memsinks_n_shared", None) is not None:
+        del plain.config.memsinks_n_shared  # the copy is sink-free
     return plain
 
 
@@ -449,41 +464,20 @@ def add_sink_pool(model: nn.Module, n_sink: int, seed: int = 0,
                          "(memsinks export) instead")
     std = init_std if init_std is not None else getattr(config, "initializer_range", 0.02)
     generator = torch.Generator().manual_seed(seed)
-    layers = family.layers_of(model)
-    width = family.width_of(layers[0].mlp)
+    width = family.width_of(family.layers_of(model)[0].mlp)
     new_width = width + n_sink
-    for layer in layers:
-        mlp = layer.mlp
-        with torch.no_grad():
-            for name in family.inputs:
-                old = getattr(mlp, name)
-                weight = old.weight.T if family.conv1d else old.weight  # (out, in)
-                n_in = weight.shape[1]
-                fresh = torch.randn(family.blocks, n_sink, n_in, generator=generator) * std
-                fresh = fresh.to(weight.device, weight.dtype)
-                # each factor block (Phi-3's gate, then up) gets its own new rows at its end
-                blocks = [torch.cat([weight[b * width:(b + 1) * width], fresh[b]])
-                          for b in range(family.blocks)]
-                new = _projection(old, n_in, new_width * family.blocks, family.conv1d)
-                stacked = torch.cat(blocks)
-                new.weight.copy_(stacked.T if family.conv1d else stacked)
-                if old.bias is not None:
-                    zeros = old.bias.new_zeros(n_sink)
-                    new.bias.copy_(torch.cat([torch.cat([old.bias[b * width:(b + 1) * width],
-                                                         zeros]) for b in range(family.blocks)]))
-                setattr(mlp, name, new)
-            old = family.output_of(mlp)
-            weight = old.weight.T if family.conv1d else old.weight  # (out, in)
-            new = _projection(old, new_width, weight.shape[0], family.conv1d)
-            widened = torch.cat([weight, weight.new_zeros(weight.shape[0], n_sink)], dim=1)
-            new.weight.copy_(widened.T if family.conv1d else widened)
-            if old.bias is not None:
-                new.bias.copy_(old.bias)
-            setattr(mlp, family.output, new)
-        if hasattr(mlp, "intermediate_size"):
-            mlp.intermediate_size = new_width
+
+    def rows(old: torch.Tensor, block: int, is_bias: bool) -> torch.Tensor:
+        # each factor block (Phi-3's gate, then up) gets its new neurons at its own end
+        if is_bias:
+            return torch.cat([old, old.new_zeros(n_sink)])
+        fresh = torch.randn(n_sink, old.shape[1], generator=generator) * std
+        return torch.cat([old, fresh.to(old.device, old.dtype)])
+
+    _rebuild_mlps(model, family, new_width, rows,
+                  columns=lambda old: torch.cat([old, old.new_zeros(old.shape[0], n_sink)],
+                                                dim=1))
     if config is not None:
-        setattr(config, family.width_field, new_width)
         # saved with the config, so a widened checkpoint is not widened again by mistake
         config.memsinks_n_shared = width
     return width
