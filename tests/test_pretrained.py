@@ -11,6 +11,7 @@ from test_families import CONFIGS, tiny
 from memsinks import config as config_io
 from memsinks.cli import main
 from memsinks.experiment import load_model, method_fingerprint
+from memsinks.pretrained import base_fingerprint
 from memsinks.sinks import SinkConfig, Sinks, add_sink_pool, drop_sinks, sink_pool_size
 
 SMOKE = ["configs/smoke.yaml", "methods=[standard,memsinks,memsinks-repeated,gradient-mask]",
@@ -110,6 +111,10 @@ def test_the_base_is_reused_and_enters_the_fingerprint(finetuned):
     assert method_fingerprint(fresh, "memsinks") != before
     assert main(["run", str(finetuned / "config.yaml"), "--quiet"]) == 0
     assert (finetuned / "base/model/model.safetensors").stat().st_mtime_ns == stamp
+    # sink keys and R's perturbation never reach the base's general documents
+    keyed = config_io.load(finetuned / "config.yaml", ["data.sink_key=minhash",
+                                                       "data.perturb=0.1"])
+    assert base_fingerprint(keyed) == base_fingerprint(config)
 
 
 def test_fine_tuning_from_a_checkpoint_directory(finetuned, tmp_path):

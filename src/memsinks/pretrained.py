@@ -87,8 +87,11 @@ def weights_digest(model_dir: Path) -> str:
 def base_fingerprint(config: StudyConfig) -> str:
     """Hash of everything that determines the base a study pretrains."""
     train = config.train
+    # sink keys and R's perturbation never reach the general documents the base reads
+    data = {k: v for k, v in config_io.to_dict(config.data).items()
+            if k not in ("sink_key", "perturb", "sources")}
     relevant = {
-        "data": config_io.to_dict(config.data),
+        "data": data,
         "model": {k: v for k, v in config_io.to_dict(config.model).items() if k != "init_from"},
         "pretrain": config_io.to_dict(config.pretrain),
         # the base reads general documents past those of the study's stream
