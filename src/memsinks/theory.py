@@ -341,10 +341,11 @@ def sink_masks(config: TheoryConfig, n_general: int, n_items: int, variant: str,
                 row[n_shared + torch.randperm(pool, generator=gen)[:active]] = 1.0
         return masks
 
+    general = draw(n_general, variant == "paper")  # first: the generator's order is the seed's
     items = draw(n_items, True)
     if variant == "centered":
         items[:, n_shared:] -= active / pool
-    return draw(n_general, variant == "paper"), items
+    return general, items
 
 
 def _masked(w1: torch.Tensor, w2: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
