@@ -197,3 +197,19 @@ def test_the_command_line_runs_the_toy(tmp_path):
                      "hidden=32", "private_sweep=0.5"]) == 0
     assert json.loads((out / "results.json").read_text())["config"]["hidden"] == 32
     assert cli_main(["theory", "--out", str(out), "nope=1"]) == 2
+
+
+def test_sink_masks_draw_general_examples_first_and_centre_items():
+    from memsinks.theory import sink_masks
+
+    config = TheoryConfig(hidden=20)
+    general, _ = sink_masks(config, 3, 2, "paper", 0)
+    _, extension = sink_masks(config, 3, 2, "extension", 0)
+    _, centred = sink_masks(config, 3, 2, "centered", 0)
+    # the extension's general examples draw nothing, so its items get the generator's first
+    # draws, which the paper variant gives its general examples (the order fixed by the seed)
+    assert torch.equal(extension, general[:2])
+    n_shared, pool = config.n_shared, config.hidden - config.n_shared
+    active = round(config.p_active * pool)
+    assert torch.equal(centred[:, :n_shared], extension[:, :n_shared])
+    assert torch.allclose(centred[:, n_shared:], extension[:, n_shared:] - active / pool)
