@@ -1,6 +1,7 @@
 """Train a small Llama model with memorization sinks in transformers' Trainer; export it without.
 
     python examples/hf_trainer.py --out hf-sinks-model
+    torchrun --nproc_per_node 2 examples/hf_trainer.py --out hf-sinks-model   # DDP
 
 The data are the built-in corpus's stories (nothing is downloaded): a few hundred stories, a
 handful of which repeat many times. Only repeated stories get sinks (this project's extension;
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import random
 
+import torch
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerFast, TrainingArguments
 
 from memsinks.data import corpus
@@ -55,16 +57,20 @@ def main(argv: list[str] | None = None) -> None:
         output_dir=args.out, max_steps=args.steps, per_device_train_batch_size=16,
         learning_rate=3e-3, warmup_steps=max(1, args.steps // 10), lr_scheduler_type="cosine",
         weight_decay=0.1, logging_steps=max(1, args.steps // 6), save_strategy="no",
-        report_to=[], seed=args.seed)
+        report_to=[], seed=args.seed,
+        use_cpu=not torch.cuda.is_available(),  # without it, torchrun on CPU trains apart
+        ddp_find_unused_parameters=False)  # every parameter is used, sinks included
     trainer = SinkTrainer(model=model, args=training, train_dataset=data,
                           data_collator=collator, sinks=sinks)
     trainer.train()
 
-    plain = drop_sinks(model, sinks)  # sink neurons deleted; needs no memsinks code to run
-    plain.save_pretrained(args.out)
-    tokenizer.save_pretrained(args.out)
-    print(f"saved the sink-free model to {args.out} "
-          f"(MLP width {plain.config.intermediate_size} of {sinks.intermediate_size})")
+    if trainer.is_world_process_zero():  # under torchrun, one process writes the model
+        plain = drop_sinks(model, sinks)  # sink neurons deleted; needs no memsinks code to run
+        plain.save_pretrained(args.out)
+        tokenizer.save_pretrained(args.out)
+        print(f"trained on {training.world_size} process(es); saved the sink-free model to "
+              f"{args.out} (MLP width {plain.config.intermediate_size} of "
+              f"{sinks.intermediate_size})")
 
 
 if __name__ == "__main__":

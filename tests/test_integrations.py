@@ -1,6 +1,7 @@
 """Sinks in transformers' Trainer: the collator, SinkTrainer against a plain loop, the example."""
 
 import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
@@ -255,3 +256,22 @@ def test_example_trains_and_exports_a_plain_model(tmp_path):
     width = ModelConfig().resolved()["intermediate_size"]
     assert plain.config.intermediate_size == int(width * SinkConfig().p_shared)
     assert plain.model.layers[0].mlp.down_proj.in_features == plain.config.intermediate_size
+
+
+def test_example_trains_under_torchrun_with_ddp(tmp_path):
+    # two CPU processes (gloo) through accelerate, as on a GPU node with one process per GPU
+    import shutil
+    import subprocess
+    import sys
+
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    out = tmp_path / "ddp"
+    done = subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node", "2", str(EXAMPLE), "--out", str(out),
+         "--steps", "2", "--stories", "16", "--repeated", "2", "--repeats", "4"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "trained on 2 process(es)" in done.stdout
+    plain = LlamaForCausalLM.from_pretrained(out)
+    assert plain.config.intermediate_size < ModelConfig().resolved()["intermediate_size"]
