@@ -169,3 +169,10 @@ def test_sink_ids_from_an_annotation_table(tmp_path):
         mixture(f"data.sink_key={tmp_path / 'short.parquet'}").sink_ids(False, "all")
     with pytest.raises(FileNotFoundError, match="memsinks annotate"):
         parse_key(str(tmp_path / "missing.parquet"))
+
+
+def test_an_r_document_evaluates_with_the_key_it_trained_with_most_often():
+    noisy = mixture("data.perturb=0.1")
+    stream, keys = noisy.stream(False), noisy.row_keys(False)
+    first = keys[np.flatnonzero(stream == -1)[0]]
+    assert noisy.repeated.own_ids[0] == first  # every copy its own hash: the first copy's

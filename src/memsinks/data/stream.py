@@ -119,6 +119,7 @@ class Mixture:
     def _keyed(self) -> None:
         # R's documents trained with other IDs than their hashes: give evaluation those
         self._perturbed: dict[tuple[int, int], np.ndarray] = {}
+        self._pool: np.ndarray | None = None  # R's tokens, what perturbations draw from
         if self.data.sink_key != "hash" or self.data.perturb:
             self.repeated = replace(self.repeated, sink_ids=self.repeated_keys())
 
@@ -306,7 +307,7 @@ class Mixture:
         return tokens
 
     def _perturb_pool(self) -> np.ndarray:
-        if not hasattr(self, "_pool"):
+        if self._pool is None:
             self._pool = np.concatenate(self.repeated.tokens)
         return self._pool
 
@@ -361,14 +362,16 @@ class Mixture:
 
     def repeated_keys(self) -> np.ndarray:
         """The sink key each R document trained with most often (0 = none): its cluster's or
-        source's, or, with perturbed exact keys, whichever of its copies' hashes came first."""
+        source's; with exact keys of perturbed copies, each its own, its first copy's."""
         stream, keys = self.stream(False), self.row_keys(False)
         out = np.zeros(len(self.repeated), dtype=np.int64)
         for i in range(len(self.repeated)):
-            mine = keys[(stream == -(i + 1)) & (keys != 0)]
+            mine = keys[(stream == -(i + 1)) & (keys != 0)]  # in stream order
             if len(mine):
-                values, counts = np.unique(mine, return_counts=True)
-                out[i] = values[np.argmax(counts)]
+                values, first, counts = np.unique(mine, return_index=True, return_counts=True)
+                # the most frequent key, ties to the earliest
+                best = np.lexsort((first, -counts))[0]
+                out[i] = values[best]
         return out
 
     def sink_ids(self, dedup: bool, which: str) -> np.ndarray:
