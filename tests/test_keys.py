@@ -176,3 +176,35 @@ def test_an_r_document_evaluates_with_the_key_it_trained_with_most_often():
     stream, keys = noisy.stream(False), noisy.row_keys(False)
     first = keys[np.flatnonzero(stream == -1)[0]]
     assert noisy.repeated.own_ids[0] == first  # every copy its own hash: the first copy's
+
+
+def test_field_keys_on_a_text_corpus(tmp_path, monkeypatch):
+    import json
+
+    from memsinks.config import DataConfig
+    from memsinks.data.stream import Mixture
+
+    monkeypatch.setenv("MEMSINKS_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    words = "the cat sat on a mat and looked at the bird while the dog ran far".split()
+    for name, count, author in (("general", 300, lambda i: f"site{i % 5}" if i % 2 else None),
+                                ("stories", 30, lambda i: f"author{i % 3}")):
+        with open(tmp_path / f"{name}.jsonl", "w") as handle:
+            for i in range(count):
+                record = {"text": f"{name} {i}: " + " ".join(rng.choice(words, 25))}
+                if author(i) is not None:
+                    record["author"] = author(i)
+                handle.write(json.dumps(record) + "\n")
+    data = DataConfig(general_source=f"{tmp_path}/general.jsonl?field=text",
+                      repeated_source=f"{tmp_path}/stories.jsonl?field=text", n_repeated=6,
+                      repetitions=3, n_validation=8, vocab_size=300, tokenizer_docs=100,
+                      sink_key="field:author")
+    mix = Mixture(data, steps=10, batch_size=8, max_tokens=60)
+    stream, ids = mix.stream(False), mix.sink_ids(False, "all")
+    for i in range(6):  # R document i is the i-th story: author i % 3
+        assert set(ids[stream == -(i + 1)]) == {value_id("author", f"author{i % 3}")}
+    general = [mix.text.general_fields(int(c)) for c in stream[stream >= 0]]
+    expected = [value_id("author", f.get("author")) for f in general]
+    assert list(ids[stream >= 0]) == expected and 0 in expected  # no author: no sinks
+    assert (mix.repeated.own_ids == [value_id("author", f"author{i % 3}")
+                                     for i in range(6)]).all()

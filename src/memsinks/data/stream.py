@@ -138,9 +138,11 @@ class Mixture:
         tok = self.tokenizer
         self.specials = (tok.pad_id, tok.bos_id, tok.eos_id)
         general_cut = (data.max_tokens or None) if whole_documents else max_tokens
+        kind, name = parse_key(data.sink_key)
         self.text = TextCorpus(data.general_source, repeated_source, tok, data.n_repeated,
                                data.n_validation, max_tokens, min_tokens=data.min_tokens,
-                               general_max_tokens=general_cut)
+                               general_max_tokens=general_cut,
+                               fields=(name,) if kind == "field" else ())
 
         def docset(name, text_set) -> DocSet:
             return DocSet(name, list(text_set.tokens), np.asarray(text_set.logprob),
@@ -322,12 +324,12 @@ class Mixture:
                                                                           strict=True)]
 
     def fields_of(self, code: int) -> dict:
-        """A document's metadata fields (built-in: ``source`` for R's documents)."""
+        """A document's metadata fields (built-in: ``source`` for R's documents; text: the
+        field ``data.sink_key`` names, from its source records)."""
         code = int(code)
-        if self.text is not None:
-            raise ValueError(f"data.sink_key = {self.data.sink_key} reads metadata fields, "
-                             "which text corpora do not carry into training yet; annotate the "
-                             "source (memsinks annotate) or use hash or minhash")
+        if self.text is not None:  # the stores were built with the key's field
+            return (self.text.general_fields(code) if code >= 0
+                    else self.text.repeated_fields(-code - 1))
         if code < 0 and self.data.sources:
             return {"source": (-code - 1) % self.data.sources}
         return {}

@@ -71,6 +71,9 @@ class TextCorpus:
     # general training documents are cut here instead (None: kept whole, for packed training,
     # which splits them into row-sized pieces); R, H and V are always cut at max_tokens
     general_max_tokens: int | None = -1  # -1: max_tokens
+    # record fields kept per document (a jsonl or parquet source's metadata; data.sink_key
+    # field:NAME reads them); a different set of fields is a different token store
+    fields: tuple[str, ...] = ()
     _builders: dict[str, StoreBuilder] = field(default_factory=dict, init=False, repr=False)
     _stores: dict[str, TokenStore] = field(default_factory=dict, init=False, repr=False)
     _positions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), init=False,
@@ -116,7 +119,7 @@ class TextCorpus:
             builder = self._builders.get(key)
             if builder is None:  # one per spec: its key (file sizes and times) is taken once
                 builder = self._builders[key] = StoreBuilder(
-                    spec, self.tokenizer, cut, self.min_tokens,
+                    spec, self.tokenizer, cut, self.min_tokens, fields=tuple(self.fields),
                     cache_dir=self.cache_dir, chunk=_BATCH, commit_every=_COMMIT_EVERY)
             store = self._stores[key] = builder.build(limit=at_least)
         return store
@@ -203,6 +206,16 @@ class TextCorpus:
         """
         store, position = self._general(index)
         return _read_only(store.tokens(position))
+
+    def general_fields(self, index: int) -> dict:
+        """The record fields of general training document ``index`` (``fields``)."""
+        store, position = self._general(index)
+        return store.fields(position)
+
+    def repeated_fields(self, index: int) -> dict:
+        """The record fields of R's document ``index`` (``fields``)."""
+        store = self._stores[f"{self.repeated_source}\x00{self.max_tokens}"]
+        return store.fields(int(self.repeated.positions[index]))
 
     def general_position(self, index: int) -> int:
         """Index of general training document ``index`` among its source's non-empty documents."""
