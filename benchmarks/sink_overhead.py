@@ -9,11 +9,14 @@ M = 4294967291, neuron j on iff v_j / M < p_mem.
     python benchmarks/sink_overhead.py [--preset tiny] [--steps 30]
     python benchmarks/sink_overhead.py --preset smollm-135m --batch-size 4 --seq-len 128 \
         --steps 4 --warmup 1
+    python benchmarks/sink_overhead.py --docs-per-row 4   # packed rows, as training packs
 
 Prints the median step time of each and their ratio (with / without), and memory: the weights
 and optimizer state of one model, and the process's peak memory (both models live in it; on a
 GPU, peak allocated GPU memory). Each row is a different document, so every step builds
-per-token masks for batch_size distinct IDs, as in training.
+per-token masks for batch_size distinct IDs, as in training. ``--docs-per-row N`` packs N
+documents into each row instead (memsinks' packing: block-diagonal attention, positions
+restarting, one ID per document), so the masks change within rows.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import time
 import torch
 
 from memsinks.config import TrainConfig
+from memsinks.data.packing import PackedBatch, collate, pack
 from memsinks.model import ModelConfig, build_model
 from memsinks.sinks import SinkConfig, Sinks, _decoder_layers
 from memsinks.train import make_optimizer
@@ -64,6 +68,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seq-len", type=int, default=100)
+    parser.add_argument("--docs-per-row", type=int, default=1,
+                        help="documents packed into each row (1: one document per row)")
     parser.add_argument("--vocab", type=int, default=None,
                         help="vocabulary size (default: 1,500 for tiny/small, 49,152 for SmolLM)")
     args = parser.parse_args()
@@ -80,15 +86,15 @@ def main() -> None:
     generator = torch.Generator().manual_seed(0)
     times: dict[str, list[float]] = {name: [] for name in arms}
 
-    def step(name: str, tokens: torch.Tensor, ids: torch.Tensor) -> float:
+    def step(name: str, batch: PackedBatch) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
         if name == "with":
-            sinks.set_mode("train", ids=ids)
+            sinks.set_mode("train", ids=batch.doc_ids)
         elif name == "reference":
-            reference.ids = ids
-        loss = models[name](input_ids=tokens, labels=tokens).loss
+            reference.ids = batch.doc_ids
+        loss = models[name](**batch.model_inputs(rows), labels=batch.labels).loss
         loss.backward()
         optimizers[name].step()
         optimizers[name].zero_grad(set_to_none=True)
@@ -96,21 +102,27 @@ def main() -> None:
             torch.cuda.synchronize()
         return time.perf_counter() - start
 
+    per_row = max(1, args.docs_per_row)
+    length = args.seq_len // per_row - 2  # each document with its BOS and EOS fills its share
+    if length < 1:
+        raise SystemExit(f"--seq-len {args.seq_len} is too short for {per_row} documents a row")
+    rows = torch.arange(args.batch_size, device=device)
     for i in range(args.warmup + args.steps):
-        tokens = torch.randint(4, args.vocab, (args.batch_size, args.seq_len),
-                               generator=generator).to(device)
-        ids = torch.randint(1, 2**62, (args.batch_size, 1), generator=generator)
-        ids = ids.expand(-1, args.seq_len).to(device)
+        docs = [torch.randint(4, args.vocab, (length,), generator=generator).numpy()
+                for _ in range(args.batch_size * per_row)]
+        ids = torch.randint(1, 2**62, (len(docs),), generator=generator).tolist()
+        batch = (pack(docs, ids, device, row_len=args.seq_len) if per_row > 1
+                 else PackedBatch.unpacked(collate(docs, ids, device)))
         for name in arms[i % 3:] + arms[:i % 3]:  # rotated, so drifting load hits all alike
-            elapsed = step(name, tokens, ids)
+            elapsed = step(name, batch)
             if i >= args.warmup:
                 times[name].append(elapsed)
     without = statistics.median(times["without"])
     with_sinks = statistics.median(times["with"])
     with_reference = statistics.median(times["reference"])
     tokens = args.batch_size * args.seq_len
-    print(f"preset {args.preset} on {device}, batch {args.batch_size} x {args.seq_len} tokens, "
-          f"{args.steps} interleaved steps each")
+    print(f"preset {args.preset} on {device}, batch {args.batch_size} x {args.seq_len} tokens "
+          f"({per_row} document(s) a row), {args.steps} interleaved steps each")
     print(f"without sinks: {1000 * without:.1f} ms/step ({tokens / without:,.0f} tokens/s)")
     print(f"with sinks:    {1000 * with_sinks:.1f} ms/step ({tokens / with_sinks:,.0f} tokens/s)")
     print(f"reference masks: {1000 * with_reference:.1f} ms/step "
