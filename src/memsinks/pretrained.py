@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from .evaluate import document_nll, gap, mean_nll
 from .methods import Method
 from .model import build_model
 from .sinks import add_sink_pool, model_family, sink_pool_size
-from .train import Recipe, train
+from .train import Recipe, resolve_device, train
 
 BASE = "base"  # the study directory's folder for its pretrained base
 _WEIGHTS = ("*.safetensors", "*.bin")
@@ -131,8 +132,6 @@ def load_start(model_dir: Path) -> nn.Module:
 def ensure_base(config: StudyConfig, mixture: Mixture, run_dir: Path,
                 progress: bool = True) -> Path:
     """Pretrain the study's base (or find it finished) and return its model directory."""
-    from .train import resolve_device
-
     base_dir = Path(run_dir) / BASE
     model_dir, metrics_path = base_dir / "model", base_dir / "metrics.json"
     fingerprint = base_fingerprint(config)
@@ -151,8 +150,6 @@ def ensure_base(config: StudyConfig, mixture: Mixture, run_dir: Path,
     stream = GeneralOnly(mixture, config.train.batch_size)
     if mixture.text is not None:
         mixture.text.check_capacity(stream.offset + config.pretrain.steps * stream.batch_size)
-    from contextlib import nullcontext
-
     with ckpt.hold(base_dir) if world.main else nullcontext():
         if finished():  # another process finished it while this one waited
             return model_dir
