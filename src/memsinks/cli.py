@@ -136,7 +136,7 @@ def cmd_theory(args: argparse.Namespace) -> None:
 
 
 def cmd_add_sinks(args: argparse.Namespace) -> None:
-    from .pretrained import widen_checkpoint
+    from .experiment import widen_checkpoint
     from .sinks import SinkConfig
 
     sink_config = SinkConfig(p_shared=args.p_shared, p_active=args.p_active, seed=args.seed,

@@ -30,8 +30,8 @@ from .data.stream import DocSet, Mixture
 from .evaluate import bootstrap_closure, document_nll, gap, mean_nll, paired_difference
 from .methods import METHODS, Method
 from .model import ModelConfig, count_parameters
-from .pretrained import BASE, start_identity, start_model
-from .sinks import SinkConfig, Sinks
+from .pretrained import BASE, load_start, model_dir_of, start_identity, start_model
+from .sinks import SinkConfig, Sinks, add_sink_pool, model_family, sink_pool_size
 from .train import Recipe, packs, resolve_device, train
 
 SETS = ("R", "H", "V")
@@ -525,4 +525,28 @@ def export_dropped(method_dir: Path, out: Path) -> Path:
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
+    return out
+
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                    "vocab.json", "merges.txt", "tokenizer.model", "generation_config.json")
+
+
+def widen_checkpoint(source: str | Path, out: str | Path, sink_config: SinkConfig) -> Path:
+    """Write ``source`` (a plain checkpoint) widened by a zero-initialised sink pool to ``out``,
+    as a memsinks model directory (weights, ``sinks.json`` with ``n_shared``, tokenizer files),
+    ready for :class:`memsinks.integrations.transformers.SinkTrainer` or your own loop."""
+    sink_config.validate()
+    model_dir = model_dir_of(source)
+    model = load_start(model_dir)
+    family = model_family(model)
+    width = family.width_of(family.layers_of(model)[0].mlp)
+    n_shared = add_sink_pool(model, sink_pool_size(width, sink_config.p_shared),
+                             seed=sink_config.seed)
+    sinks = Sinks(model, sink_config, n_shared=n_shared)
+    out = Path(out)
+    save_model(model, sinks, out)
+    for name in _TOKENIZER_FILES:
+        if (model_dir / name).is_file():
+            shutil.copy2(model_dir / name, out / name)
     return out

@@ -216,29 +216,3 @@ def start_model(config: StudyConfig, method: Method, mixture: Mixture, run_dir: 
                              seed=config.train.seed)
     return model, n_shared
 
-
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                    "vocab.json", "merges.txt", "tokenizer.model", "generation_config.json")
-
-
-def widen_checkpoint(source: str | Path, out: str | Path, sink_config) -> Path:
-    """Write ``source`` (a plain checkpoint) widened by a zero-initialised sink pool to ``out``,
-    as a memsinks model directory (weights, ``sinks.json`` with ``n_shared``, tokenizer files),
-    ready for :class:`memsinks.integrations.transformers.SinkTrainer` or your own loop."""
-    from .experiment import save_model
-    from .sinks import Sinks
-
-    sink_config.validate()
-    model_dir = model_dir_of(source)
-    model = load_start(model_dir)
-    family = model_family(model)
-    width = family.width_of(family.layers_of(model)[0].mlp)
-    n_shared = add_sink_pool(model, sink_pool_size(width, sink_config.p_shared),
-                             seed=sink_config.seed)
-    sinks = Sinks(model, sink_config, n_shared=n_shared)
-    out = Path(out)
-    save_model(model, sinks, out)
-    for name in _TOKENIZER_FILES:
-        if (model_dir / name).is_file():
-            shutil.copy2(model_dir / name, out / name)
-    return out
