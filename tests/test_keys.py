@@ -26,7 +26,7 @@ def test_key_names_and_errors():
     assert parse_key("hash") == ("hash", "")
     assert parse_key("field:author") == ("field", "author")
     for bad in ("md5", "field:", "minhash:3"):
-        with pytest.raises(ValueError, match="hash, minhash or field:NAME"):
+        with pytest.raises(ValueError, match="hash, minhash, field:NAME or an annotation table"):
             parse_key(bad)
     assert value_id("source", 3) == value_id("source", 3) != value_id("source", 4) != 0
     # a document without the field gets no sinks, never a crash
@@ -98,7 +98,7 @@ def test_keys_and_perturbation_enter_the_fingerprint_only_where_they_matter():
 @pytest.mark.parametrize("overrides, message", [
     (["data.perturb=1"], "data.perturb"),
     (["data.sink_key=field:source"], "data.sources"),
-    (["data.sink_key=sha1"], "hash, minhash or field:NAME"),
+    (["data.sink_key=sha1"], "hash, minhash, field:NAME or an annotation table"),
     (["data.sources=-1"], "data.sources"),
 ])
 def test_bad_settings_name_the_fix(overrides, message):

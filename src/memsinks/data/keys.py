@@ -47,8 +47,9 @@ def parse_key(key: str) -> tuple[str, str]:
                                     "exist; write it with memsinks annotate SOURCE --key KEY "
                                     "--out DIR and pass DIR")
         return "table", str(table)
-    raise ValueError(f"data.sink_key = {key!r} is not one of hash, minhash or field:NAME (for "
-                     "example field:source, or minhash?shingle=3&threshold=0.4&bands=32)")
+    raise ValueError(f"data.sink_key = {key!r} is not one of hash, minhash, field:NAME or an "
+                     "annotation table (for example field:source, minhash?shingle=3&threshold="
+                     "0.4&bands=32, or runs/ann/annotations.parquet)")
 
 
 def minhash_options(key: str) -> dict[str, Any]:
