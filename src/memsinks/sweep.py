@@ -20,6 +20,7 @@ import yaml
 from . import config as config_io
 from .analysis import forgetting_rate
 from .experiment import atomic_write, run_study
+from .methods import METHODS
 
 
 @dataclass
@@ -113,6 +114,9 @@ def flatten(results: dict) -> dict:
         for key, value in comparison.items():
             out[f"{method}/{key}"] = list(value)
     for method, metrics in results["methods"].items():
+        if "sink_documents" in metrics and METHODS[method].sinks:
+            # distinct sink IDs trained (documents, clusters or sources): no error over documents
+            out[f"{method}/sink_ids"] = [float(metrics["sink_documents"]), 0.0]
         for mode, values in metrics.get("assessment", {}).get("modes", {}).items():
             mia = values["mia"].get("loss")
             if mia is not None:  # membership inference of R against H, the LOSS attack
