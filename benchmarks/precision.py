@@ -3,7 +3,9 @@
     python benchmarks/precision.py [--presets tiny small smollm-135m] [--steps 4]
 
 Prints seconds per step in each precision and their ratio (bf16 / fp32; below 1 is faster).
-On a CPU, bf16 autocast only pays where the matrices are large enough for AMX to win.
+On a CPU, bf16 autocast only pays where the matrices are large enough for AMX to win, so it
+first prints whether the CPU reports AMX (``amx_*`` flags in /proc/cpuinfo) and a plain square
+matmul's GFLOP/s in each precision (``--matmul 512 2048``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,26 @@ def step_seconds(model, optimizer, batch: torch.Tensor, precision: str) -> float
     return time.perf_counter() - started
 
 
+def cpu_amx_flags() -> list[str]:
+    """The CPU's AMX feature flags (Linux), empty when it reports none or it cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            words = set(f.read().split())
+    except OSError:
+        return []
+    return sorted(w for w in words if w.startswith("amx"))
+
+
+def matmul_gflops(n: int, dtype: torch.dtype, repeats: int = 10) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - started) / 1e9
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=["tiny", "small", "medium"])
@@ -35,9 +57,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4, help="timed steps per precision")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    parser.add_argument("--matmul", type=int, nargs="*", default=[512, 2048],
+                        help="square matmul sizes to time in fp32 and bf16 first (none: skip)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.matmul:
+        flags = cpu_amx_flags()
+        print(f"CPU AMX flags: {' '.join(flags) if flags else 'none'}; "
+              f"{torch.get_num_threads()} threads")
+        for n in args.matmul:
+            fp32, bf16 = (matmul_gflops(n, dtype) for dtype in (torch.float32, torch.bfloat16))
+            print(f"matmul {n} x {n}: fp32 {fp32:,.0f} GFLOP/s, bf16 {bf16:,.0f} GFLOP/s")
     print(f"{'preset':<12} {'non-emb params':>14} {'fp32 s/step':>12} {'bf16 s/step':>12} "
           f"{'bf16/fp32':>9}")
     for preset in args.presets:

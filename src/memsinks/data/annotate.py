@@ -48,8 +48,8 @@ Keys:
 MinHash library: rensa (``RMinHash``, Rust). ``benchmarks/minhash.py`` measured it against
 datasketch on a planted near-duplicate corpus (20,000 documents) with the same shingles,
 banding and threshold: about the same pair recall and precision (0.956 and 0.975 against 0.949
-and 0.972), a slightly smaller Jaccard estimation error (0.021 against 0.027), and about 10
-times the speed (40,500 against 4,200 signatures per second on a shared 2-core machine).
+and 0.972), a slightly smaller Jaccard estimation error (0.021 against 0.027), and 10 to 18
+times the speed (docs/annotation.md; docs/data/bench/minhash.txt).
 datatrove's MinHash stages were not chosen: they are a pipeline framework with their own file
 layout, and would not share this module's counting, resume and table. Signatures depend on
 rensa's algorithm version (``RMinHash.ALGORITHM_VERSION``, recorded in annotation.json), so the
