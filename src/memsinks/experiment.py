@@ -31,7 +31,7 @@ from .evaluate import bootstrap_closure, document_nll, gap, mean_nll, paired_dif
 from .methods import METHODS, Method
 from .model import ModelConfig, count_parameters
 from .pretrained import BASE, load_start, model_dir_of, start_identity, start_model
-from .sinks import SinkConfig, Sinks, add_sink_pool, model_family, sink_pool_size
+from .sinks import SinkConfig, Sinks, add_sink_pool_share
 from .train import Recipe, packs, resolve_device, train
 
 SETS = ("R", "H", "V")
@@ -539,10 +539,7 @@ def widen_checkpoint(source: str | Path, out: str | Path, sink_config: SinkConfi
     sink_config.validate()
     model_dir = model_dir_of(source)
     model = load_start(model_dir)
-    family = model_family(model)
-    width = family.width_of(family.layers_of(model)[0].mlp)
-    n_shared = add_sink_pool(model, sink_pool_size(width, sink_config.p_shared),
-                             seed=sink_config.seed)
+    n_shared = add_sink_pool_share(model, sink_config.p_shared, seed=sink_config.seed)
     sinks = Sinks(model, sink_config, n_shared=n_shared)
     out = Path(out)
     save_model(model, sinks, out)

@@ -36,7 +36,7 @@ from .data.stream import Mixture
 from .evaluate import document_nll, gap, mean_nll
 from .methods import Method
 from .model import build_model
-from .sinks import add_sink_pool, model_family, sink_pool_size
+from .sinks import add_sink_pool_share
 from .train import Recipe, resolve_device, train
 
 BASE = "base"  # the study directory's folder for its pretrained base
@@ -210,9 +210,5 @@ def start_model(config: StudyConfig, method: Method, mixture: Mixture, run_dir: 
                          "model's own tokenizer (data.tokenizer = the model directory)")
     if not method.removable:
         return model, None
-    family = model_family(model)
-    width = family.width_of(family.layers_of(model)[0].mlp)
-    n_shared = add_sink_pool(model, sink_pool_size(width, config.sinks.p_shared),
-                             seed=config.train.seed)
-    return model, n_shared
+    return model, add_sink_pool_share(model, config.sinks.p_shared, seed=config.train.seed)
 

@@ -443,6 +443,14 @@ def sink_pool_size(width: int, p_shared: float) -> int:
     return max(1, round(width * (1 - p_shared) / p_shared))
 
 
+def add_sink_pool_share(model: nn.Module, p_shared: float, seed: int = 0) -> int:
+    """:func:`add_sink_pool` with as many sinks as make the old width ``p_shared`` of the new
+    one; returns the old width (the shared neurons)."""
+    family = model_family(model)
+    width = family.width_of(family.layers_of(model)[0].mlp)
+    return add_sink_pool(model, sink_pool_size(width, p_shared), seed=seed)
+
+
 def add_sink_pool(model: nn.Module, n_sink: int, seed: int = 0,
                   init_std: float | None = None) -> int:
     """Widen every MLP of a (pretrained) model by ``n_sink`` new neurons, in place; returns the

@@ -119,6 +119,7 @@ class Mixture:
     def _keyed(self) -> None:
         # R's documents trained with other IDs than their hashes: give evaluation those
         self._perturbed: dict[tuple[int, int], np.ndarray] = {}
+        self._keys_cache: dict[bool, np.ndarray] = {}  # row_keys per stream (dedup or not)
         self._pool: np.ndarray | None = None  # R's tokens, what perturbations draw from
         if self.data.sink_key != "hash" or self.data.perturb:
             self.repeated = replace(self.repeated, sink_ids=self.repeated_keys())
@@ -336,6 +337,11 @@ class Mixture:
 
     def row_keys(self, dedup: bool = False) -> np.ndarray:
         """The sink key of every stream position (``data.sink_key``; 0 = no key)."""
+        if dedup not in self._keys_cache:  # a minhash clustering of the stream is not free
+            self._keys_cache[dedup] = self._row_keys(dedup)
+        return self._keys_cache[dedup]
+
+    def _row_keys(self, dedup: bool) -> np.ndarray:
         stream = self.stream(dedup)
         key = self.data.sink_key
         kind, _ = parse_key(key)
@@ -386,7 +392,7 @@ class Mixture:
         """
         if which not in SINK_ASSIGNMENTS:
             raise ValueError(f"sink_ids = {which!r}; use one of {', '.join(SINK_ASSIGNMENTS)}")
-        ids = self.row_keys(dedup)
+        ids = self.row_keys(dedup).copy()  # the cache stays as computed
         if which == "repeated":
             hashes, counts = np.unique(ids, return_counts=True)
             repeated = hashes[counts > 1]
