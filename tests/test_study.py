@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from memsinks.cli import main
@@ -199,3 +200,28 @@ def test_frontier_reproduces_the_study_s_own_closure_from_separate_directories(s
     assert sinks["dLV_rel"] == pytest.approx(expected["dLV_rel_vs_standard"], abs=1e-12)
     assert (tmp_path / "frontier" / "frontier.png").stat().st_size > 0
     assert "| memsinks-repeated (drop) |" in capsys.readouterr().out
+    # standard stopped at each evaluation step, from its own learning curve
+    curve = json.loads((study / "standard" / "metrics.json").read_text())["curve"]
+    early = frontier["stopped_early"]
+    assert [p["step"] for p in early] == [p["step"] for p in curve]
+    assert early[-1]["closure"] == 0 and early[-1]["dLH_rel"] == 0
+    first, last = curve[0]["off"], curve[-1]["off"]
+    assert early[0]["closure"] == pytest.approx(
+        1 - (first["L_H"] - first["L_R"]) / (last["L_H"] - last["L_R"]))
+    assert early[0]["dLV_rel"] == pytest.approx(first["L_V"] / last["L_V"] - 1)
+
+
+def test_frontier_compares_other_streams_of_the_same_documents_only(study, tmp_path, capsys):
+    """Fewer repetitions of the same R is a point on the frontier; another R is refused."""
+    for name, override in (("fewer", "data.repetitions=2"), ("other", "data.seed=5")):
+        assert main(["run", "configs/smoke.yaml", f"out_dir={tmp_path / name}", "--quiet",
+                     "methods=[standard]", override]) == 0
+    out = str(tmp_path / "frontier")
+    assert main(["frontier", str(study / "standard"),
+                 str(tmp_path / "fewer" / "smoke" / "standard"), "--out", out]) == 0
+    row = json.loads((tmp_path / "frontier" / "frontier.json").read_text())["rows"][0]
+    assert row["mode"] == "off" and np.isfinite(row["closure"][0])
+    capsys.readouterr()
+    assert main(["frontier", str(study / "standard"),
+                 str(tmp_path / "other" / "smoke" / "standard"), "--out", out]) == 2
+    assert "other documents" in capsys.readouterr().err

@@ -16,6 +16,7 @@ import sys
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -83,10 +84,15 @@ def method_fingerprint(config: StudyConfig, method: str) -> str:
     # fields added to Method later enter the hash only when set, so older runs stay valid
     relevant["method"] = {k: v for k, v in asdict(spec).items()
                           if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]}
-    for key, default in (("shared_grad", 1.0), ("mask", "hash"), ("centered", False)):
+    for key, default in (("shared_grad", 1.0), ("mask", "hash"), ("centered", False),
+                         ("tokens", "all"), ("rare_n", 3), ("rare_docs", 2),
+                         ("shared_grad_from", 0)):
         # added later: hashed if set
         if relevant["sinks"].get(key) == default:
             relevant["sinks"].pop(key)
+    if relevant["sinks"].get("tokens", "all") == "all":  # n-gram settings only matter with rare
+        relevant["sinks"].pop("rare_n", None)
+        relevant["sinks"].pop("rare_docs", None)
     if spec.mlp_width == "shared" or spec.gradient_mask:
         relevant["sinks"] = {"p_shared": relevant["sinks"]["p_shared"]}
     elif not spec.sinks:
@@ -197,6 +203,29 @@ def run_method(config: StudyConfig, mixture: Mixture, name: str, run_dir: Path,
         return _train_method(config, mixture, name, method_dir, fingerprint, progress)
 
 
+def recipe_of(method: Method, mixture: Mixture, sinks: Sinks | None) -> Recipe:
+    """How ``method`` changes training on the stream: dedup, Goldfish, sink IDs (per token with
+    ``sinks.tokens = rare``) and which rows route their gradient (``sinks.shared_grad``)."""
+    recipe = Recipe(dedup=method.dedup, goldfish_k=method.goldfish_k,
+                    goldfish_h=method.goldfish_h)
+    if method.sinks:
+        recipe.sink_ids = mixture.sink_ids(method.dedup, method.sink_ids)
+        if sinks.config.tokens == "rare":
+            recipe.sink_tokens = partial(mixture.rare_tokens, method.dedup,
+                                         n=sinks.config.rare_n, min_docs=sinks.config.rare_docs)
+    if method.gradient_mask:
+        recipe.routed = mixture.sink_ids(method.dedup, method.sink_ids) != 0
+        recipe.pool_start = sinks.n_shared
+    elif method.sinks and sinks.config.shared_grad != 1:
+        # documents with sinks train their sinks fully and everything else scaled down
+        recipe.routed = recipe.sink_ids != 0
+        if sinks.config.shared_grad_from:  # a document's first occurrences train everything
+            recipe.routed &= mixture.occurrences(method.dedup) >= sinks.config.shared_grad_from
+        recipe.pool_start = sinks.n_shared
+        recipe.routed_scale = sinks.config.shared_grad
+    return recipe
+
+
 def _train_method(config: StudyConfig, mixture: Mixture, name: str, method_dir: Path,
                   fingerprint: str, progress: bool) -> dict:
     """Train, evaluate and save one method (the caller holds ``method_dir``)."""
@@ -211,18 +240,7 @@ def _train_method(config: StudyConfig, mixture: Mixture, name: str, method_dir: 
     # gradient masking trains ungated; its Sinks object only serves the evaluation modes
     sinks = (Sinks(model, sink_config(config, method), n_shared=n_shared) if method.removable
              else None)
-    recipe = Recipe(dedup=method.dedup, goldfish_k=method.goldfish_k,
-                    goldfish_h=method.goldfish_h)
-    if method.sinks:
-        recipe.sink_ids = mixture.sink_ids(method.dedup, method.sink_ids)
-    if method.gradient_mask:
-        recipe.routed = mixture.sink_ids(method.dedup, method.sink_ids) != 0
-        recipe.pool_start = sinks.n_shared
-    elif method.sinks and sinks.config.shared_grad != 1:
-        # documents with sinks train their sinks fully and everything else scaled down
-        recipe.routed = recipe.sink_ids != 0
-        recipe.pool_start = sinks.n_shared
-        recipe.routed_scale = sinks.config.shared_grad
+    recipe = recipe_of(method, mixture, sinks)
     curve_sets = sets_of(mixture, config.train.eval_docs)
 
     r_counts = curve_sets["R"].predicted_tokens
@@ -453,7 +471,8 @@ def load_model(model_dir: Path):
     if (model_dir / "sinks.json").is_file():
         saved = json.loads((model_dir / "sinks.json").read_text())
         fields = {k: saved[k] for k in ("p_shared", "p_active", "seed", "drop_rescale", "mask",
-                                        "shared_grad", "centered") if k in saved}
+                                        "shared_grad", "shared_grad_from", "centered",
+                                        "tokens", "rare_n", "rare_docs") if k in saved}
         # n_shared as trained: a widened pretrained model's is not p_shared x its width
         sinks = Sinks(model, SinkConfig(**fields), n_shared=saved.get("n_shared"))
     return model, sinks

@@ -47,9 +47,12 @@ def compare_runs(standard_dir: Path, method_dirs: list[Path]) -> dict:
     root = Path(os.path.commonpath([Path(d).resolve() for d in [standard_dir, *method_dirs]]))
     rows = []
     for method_dir in method_dirs:
-        if study_config_of(method_dir).data != config.data:
-            raise ValueError(f"{method_dir} was trained on other data than {standard_dir} (their "
-                             "data sections differ); compare runs of the same data and seed")
+        other = study_config_of(method_dir).data
+        if other != config.data and not _same_sets(sets, sets_of(mixture_of(
+                study_config_of(method_dir)))):
+            raise ValueError(f"{method_dir} is evaluated on other documents than {standard_dir} "
+                             "(its R, H or V differ); compare runs of the same data seed, "
+                             "repeated documents and held-out sets")
         mode, sums = _sums(method_dir)
         row = {"label": label_of(method_dir, root), "dir": str(method_dir), "mode": mode,
                "closure": list(bootstrap_closure(standard, sums, counts))}
@@ -58,7 +61,35 @@ def compare_runs(standard_dir: Path, method_dirs: list[Path]) -> dict:
             row[f"dL{key}_rel"] = [diff / base[key], se / base[key]]
             row[f"L_{key}"] = list(mean_nll(sums[key], counts[key]))
         rows.append(row)
-    return {"standard": str(standard_dir), "standard_losses": base, "rows": rows}
+    return {"standard": str(standard_dir), "standard_losses": base, "rows": rows,
+            "stopped_early": stopped_early(standard_dir)}
+
+
+def stopped_early(standard_dir: Path) -> list[dict]:
+    """Standard training stopped at each evaluation step, read from its learning curve: the
+    share of the final gap not yet opened, and L(H) and L(V) against the final model.
+
+    A reference for any removal method: what the same training gives without its last steps.
+    The curve is measured on the first ``train.eval_docs`` documents of each set, so these are
+    relative to the curve's own final point, not to the full-set losses above.
+    """
+    curve = json.loads((Path(standard_dir) / "metrics.json").read_text()).get("curve", [])
+    if not curve:
+        return []
+    points = [(p["step"], p["off"]) for p in curve if "off" in p]
+    final = points[-1][1]
+    final_gap = final["L_H"] - final["L_R"]
+    return [{"step": step, "closure": 1 - (o["L_H"] - o["L_R"]) / final_gap,
+             "dLH_rel": o["L_H"] / final["L_H"] - 1, "dLV_rel": o["L_V"] / final["L_V"] - 1}
+            for step, o in points]
+
+
+def _same_sets(a: dict, b: dict) -> bool:
+    """Whether two studies score the same R, H and V documents (their streams may differ, as
+    with fewer repetitions of the same documents)."""
+    return all(len(a[k]) == len(b[k]) and all(np.array_equal(x, y) for x, y in
+                                               zip(a[k].tokens, b[k].tokens, strict=True))
+               for k in SETS)
 
 
 def table(result: dict) -> str:
@@ -68,6 +99,13 @@ def table(result: dict) -> str:
         cells = [f"{100 * row[k][0]:+.1f}% ± {100 * row[k][1]:.1f}%"
                  for k in ("closure", "dLH_rel", "dLV_rel")]
         lines.append(f"| {row['label']} ({row['mode']}) | " + " | ".join(cells) + " |")
+    early = result.get("stopped_early") or []
+    if early:
+        lines += ["", "standard training stopped early (its learning curve, eval documents):", "",
+                  "| step | closure of the final gap | L(H) − final | L(V) − final |",
+                  "|---|---|---|---|"]
+        lines += [f"| {p['step']} | {100 * p['closure']:+.1f}% | {100 * p['dLH_rel']:+.1f}% | "
+                  f"{100 * p['dLV_rel']:+.1f}% |" for p in early]
     return "\n".join(lines)
 
 
@@ -83,6 +121,15 @@ def plot(result: dict, path: Path) -> None:
         ax.errorbar(x, y, xerr=100 * row["closure"][1], yerr=100 * row["dLH_rel"][1],
                     marker="o", capsize=2)
         ax.annotate(row["label"], (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    early = [p for p in result.get("stopped_early") or [] if p["closure"] > 0]
+    if early:
+        xs, ys = [100 * p["closure"] for p in early], [100 * p["dLH_rel"] for p in early]
+        ax.plot(xs, ys, color="gray", lw=0.8, ls="--", marker=".",
+                label="standard stopped early (step)")
+        for p, x, y in zip(early, xs, ys, strict=True):
+            ax.annotate(str(p["step"]), (x, y), fontsize=5, color="gray", xytext=(2, -6),
+                        textcoords="offset points")
+        ax.legend(fontsize=6, loc="upper left")
     ax.axhline(0, color="black", lw=0.6)
     ax.axvline(90, color="gray", lw=0.6, ls=":")
     ax.set_xlabel("gap closed vs standard, sinks dropped (%)")

@@ -76,6 +76,7 @@ def reference_sink_masks(ids: torch.Tensor, n_sink: int, p_active: float) -> tor
 
 
 MASKS = ("hash", "reference")
+TOKENS = ("all", "rare")
 
 
 @dataclass
@@ -90,6 +91,11 @@ class SinkConfig:
     # (shared neurons, attention, embeddings); 1 = the paper. Below 1 the shared part learns
     # less from repeated documents while their sinks learn as much (this project's variant)
     shared_grad: float = 1.0
+    # the occurrence from which shared_grad applies: a document's first shared_grad_from
+    # occurrences train every parameter fully (0: all occurrences are scaled). Models learn a
+    # domain before they memorize its documents, so early occurrences can teach the shared
+    # neurons the domain and later ones only the sinks
+    shared_grad_from: int = 0
     # hash: this project's counter-based hash (ID 0 = no sinks); reference: the authors' masks,
     # bit-compatible with their checkpoints (see reference_sink_masks)
     mask: str = "hash"
@@ -98,6 +104,14 @@ class SinkConfig:
     # hold no component common to all documents (a domain), which only the shared neurons can
     # learn; drop mode, sinks x0, is the average of the training-time models over IDs
     centered: bool = False
+    # which tokens of a document with sinks switch them on (this project's variant). all: every
+    # token (the paper). rare: only positions whose next token is rare, i.e. the n-gram of
+    # rare_n tokens ending at it occurs in fewer than rare_docs distinct training documents
+    # (memsinks.data.rarity); elsewhere the document trains the shared neurons alone, and
+    # shared_grad then scales only the rare tokens' gradient outside the sinks
+    tokens: str = "all"
+    rare_n: int = 3
+    rare_docs: int = 2
 
     def validate(self) -> None:
         for name in ("p_shared", "p_active"):
@@ -108,8 +122,17 @@ class SinkConfig:
         if not 0 <= self.shared_grad <= 1:
             raise ValueError(f"sinks.shared_grad = {self.shared_grad} is not in [0, 1]; 1 trains "
                              "as the paper does")
+        if self.shared_grad_from < 0:
+            raise ValueError(f"sinks.shared_grad_from = {self.shared_grad_from} must be >= 0 "
+                             "(an occurrence count; 0 scales every occurrence)")
         if self.mask not in MASKS:
             raise ValueError(f"sinks.mask = {self.mask!r} is not one of {', '.join(MASKS)}")
+        if self.tokens not in TOKENS:
+            raise ValueError(f"sinks.tokens = {self.tokens!r} is not one of {', '.join(TOKENS)}")
+        if self.rare_n < 1 or self.rare_docs < 2:
+            raise ValueError(f"sinks.rare_n = {self.rare_n} must be >= 1 and sinks.rare_docs = "
+                             f"{self.rare_docs} >= 2 (rare: fewer than rare_docs documents hold "
+                             "the n-gram)")
         if self.drop_rescale not in RESCALES:
             raise ValueError(f"sinks.drop_rescale = {self.drop_rescale!r} is not one of "
                              f"{', '.join(RESCALES)}")

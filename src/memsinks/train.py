@@ -148,6 +148,10 @@ class Recipe:
     routed: np.ndarray | None = None  # per stream position: gradient restricted to the pool
     pool_start: int = 0  # gradient masking: first designated MLP neuron
     routed_scale: float = 0.0  # routed rows' gradient outside the designated neurons
+    # sinks.tokens = rare: a document's tokens -> True where its sinks are on (the next token
+    # is rare); its other positions train without sinks. With routed rows, only the rare
+    # targets' loss is routed (scaled outside the pool), the rest trains everything
+    sink_tokens: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 class Interrupted(Exception):
@@ -206,6 +210,9 @@ def step_batch(tokens: list[np.ndarray], ids: list[int], device: torch.device,
         batch = PackedBatch.unpacked(plain)
         routed_rows = torch.as_tensor(routed, device=device) if routed is not None else None
     labels = batch.labels
+    if recipe.sink_tokens is not None:
+        batch.doc_ids = batch.doc_ids * _sink_positions(tokens, ids, recipe.sink_tokens, batch,
+                                                        packed=bool(row_len))
     if recipe.goldfish_k:
         # a drop depends on the document alone: hashed one document per row, where the
         # context cannot cross a boundary, then laid out like the tokens, so packed rows
@@ -215,17 +222,38 @@ def step_batch(tokens: list[np.ndarray], ids: list[int], device: torch.device,
     return batch, labels, routed_rows
 
 
+def _sink_positions(tokens: list[np.ndarray], ids: list[int],
+                    sink_tokens: Callable[[np.ndarray], np.ndarray], batch: PackedBatch,
+                    packed: bool) -> torch.Tensor:
+    """1 where a token's sinks are on (its document has sinks and the next token is rare),
+    laid out like the batch. Position p of a document predicts token p + 1, BOS at 0."""
+    width = max(len(t) for t in tokens) + 2  # collate's layout: BOS, tokens, EOS
+    on = torch.zeros(len(tokens), width, dtype=torch.long)
+    for row, (t, doc) in enumerate(zip(tokens, ids, strict=True)):
+        if doc:  # the position before token i predicts it; EOS's predictor stays off
+            on[row, : len(t)] = torch.from_numpy(np.asarray(sink_tokens(t), dtype=np.int64))
+    on = on.to(batch.doc_ids.device)
+    return batch.place(on) if packed else on[:, : batch.doc_ids.shape[1]]
+
+
 def rows_nll(model: torch.nn.Module, batch: PackedBatch, labels: torch.Tensor,
-             rows: torch.Tensor, sinks: Sinks | None = None, precision: str = "auto"
-             ) -> torch.Tensor:
-    """Summed next-token NLL of some rows of a batch, their sink masks (train mode) set first."""
+             rows: torch.Tensor, sinks: Sinks | None = None, precision: str = "auto",
+             split: bool = False) -> torch.Tensor:
+    """Summed next-token NLL of some rows of a batch, their sink masks (train mode) set first.
+
+    ``split``: two sums instead, over targets predicted without sinks and with them.
+    """
     if sinks is not None:
         sinks.set_mode("train", ids=batch.doc_ids[rows])
     with autocast(batch.input_ids.device, precision):
         logits = model(**batch.model_inputs(rows)).logits
-    return torch.nn.functional.cross_entropy(
+    nll = torch.nn.functional.cross_entropy(
         logits[:, :-1].float().flatten(0, 1), labels[rows][:, 1:].flatten(),
-        ignore_index=-100, reduction="sum")
+        ignore_index=-100, reduction="none" if split else "sum")
+    if not split:
+        return nll
+    with_sinks = (batch.doc_ids[rows][:, :-1] != 0).flatten()
+    return torch.stack([nll[~with_sinks].sum(), nll[with_sinks].sum()])
 
 
 def _parts(rows: torch.Tensor, routed: torch.Tensor | None, accum: int) -> list[tuple]:
@@ -321,15 +349,22 @@ def train(model: torch.nn.Module, mixture: Mixture, config: TrainConfig,
                 sync = (engine.no_sync() if strategy == "ddp" and not last_part
                         else nullcontext())
                 with sync:
-                    nll = rows_nll(engine, batch, labels, part, sinks, config.precision)
-                    if router is not None:
-                        router.active = is_routed
+                    # routed rows of token-gated sinks: only targets predicted with sinks
+                    split = bool(is_routed and recipe.sink_tokens is not None)
+                    nll = rows_nll(engine, batch, labels, part, sinks, config.precision, split)
                     # normalised by the global batch's tokens (x processes, whose gradients
                     # are averaged), so any split of the rows gives the same gradient
-                    (nll * (world.size / global_tokens)).backward()
+                    scale = world.size / global_tokens
+                    common = 0.0
+                    if split:  # the rest trains everything, as rows without sinks do
+                        (nll[0] * scale).backward(retain_graph=True)
+                        common, nll = nll[0].item(), nll[1]
+                    if router is not None:
+                        router.active = is_routed
+                    (nll * scale).backward()
                     if router is not None:
                         router.active = False
-                nll_sum += nll.item()
+                nll_sum += nll.item() + common
             loss = parallel.all_reduce_sum([nll_sum], world)[0] / global_tokens
             if not math.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss} at step {step}; lower "

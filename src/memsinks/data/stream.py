@@ -120,6 +120,7 @@ class Mixture:
         # R's documents trained with other IDs than their hashes: give evaluation those
         self._perturbed: dict[tuple[int, int], np.ndarray] = {}
         self._keys_cache: dict[bool, np.ndarray] = {}  # row_keys per stream (dedup or not)
+        self._rare_cache: dict[tuple, object] = {}  # n-gram indexes per (stream, n)
         self._pool: np.ndarray | None = None  # R's tokens, what perturbations draw from
         if self.data.sink_key != "hash" or self.data.perturb:
             self.repeated = replace(self.repeated, sink_ids=self.repeated_keys())
@@ -406,6 +407,18 @@ class Mixture:
                 seen.add(doc)
             ids = online
         return ids
+
+    def rare_tokens(self, dedup: bool, tokens: np.ndarray, n: int = 3, min_docs: int = 2
+                    ) -> np.ndarray:
+        """Per token of ``tokens``: True where fewer than ``min_docs`` distinct documents of the
+        stream hold the n-gram ending at it (:mod:`memsinks.data.rarity`)."""
+        from .rarity import NgramIndex
+
+        key = (dedup, n)
+        if key not in self._rare_cache:
+            codes = np.unique(self.stream(dedup))
+            self._rare_cache[key] = NgramIndex((self.tokens_of(int(c)) for c in codes), n)
+        return self._rare_cache[key].rare(tokens, min_docs)
 
     def manifest(self) -> dict:
         """Every R document with its ID, content hash, repeat count and text."""
