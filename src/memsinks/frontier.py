@@ -115,12 +115,16 @@ def plot(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    right = max([100 * r["closure"][0] for r in result["rows"]] + [90])
     for row in result["rows"]:
         x, y = 100 * row["closure"][0], 100 * row["dLH_rel"][0]
+        # squares: models without sinks (dedup, other streams), scored as trained
         ax.errorbar(x, y, xerr=100 * row["closure"][1], yerr=100 * row["dLH_rel"][1],
-                    marker="o", capsize=2)
-        ax.annotate(row["label"], (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+                    marker="s" if row["mode"] == "off" else "o", capsize=2)
+        left = x > 0.6 * right  # labels of the rightmost points go to their left
+        ax.annotate(row["label"], (x, y), fontsize=6, xytext=(-3 if left else 3, 3),
+                    textcoords="offset points", ha="right" if left else "left")
     early = [p for p in result.get("stopped_early") or [] if p["closure"] > 0]
     if early:
         xs, ys = [100 * p["closure"] for p in early], [100 * p["dLH_rel"] for p in early]

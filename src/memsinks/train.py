@@ -291,6 +291,10 @@ def train(model: torch.nn.Module, mixture: Mixture, config: TrainConfig,
         engine = torch.compile(engine)
     router = (GradientRouter(model, recipe.pool_start, recipe.routed_scale)
               if recipe.routed is not None else None)
+    if router is not None and recipe.sink_tokens is not None and strategy in ("ddp", "fsdp"):
+        raise ValueError("token-gated sinks with routed gradients (sinks.tokens = rare with "
+                         "sinks.shared_grad < 1) take two backward passes per row, which "
+                         f"{strategy} cannot synchronise; train them in one process")
     row_len = ((config.row_len or model_context(model))
                if packs(config, text_corpus=mixture.text is not None) else 0)
     curve: list[dict] = []
