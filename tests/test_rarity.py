@@ -152,3 +152,22 @@ def test_shared_grad_from_routes_only_later_occurrences():
     assert plain.routed is None and plain.sink_tokens is None
     with pytest.raises(ValueError, match="shared_grad_from"):
         SinkConfig(shared_grad_from=-1).validate()
+
+
+def test_plain_every_trains_every_mth_occurrence_without_sinks():
+    from memsinks.experiment import recipe_of
+    from memsinks.methods import METHODS
+
+    mix = Mixture(DataConfig(n_repeated=6, repetitions=8, n_validation=4), steps=12, batch_size=8)
+    model = build_model(ModelConfig(num_layers=1, hidden_size=32, intermediate_size=64,
+                                    num_heads=2, num_kv_heads=2), 50, seed=0)
+    seen, stream = mix.occurrences(False), mix.stream(False)
+    sinks = Sinks(model, SinkConfig(shared_grad=0.0, plain_every=4))
+    recipe = recipe_of(METHODS["memsinks-repeated"], mix, sinks)
+    repeated = stream < 0
+    assert not recipe.sink_ids[repeated & (seen % 4 == 0)].any()  # occurrences 0 and 4: plain
+    assert recipe.sink_ids[repeated & (seen % 4 != 0)].all()
+    assert np.array_equal(recipe.routed, recipe.sink_ids != 0)  # the rest: sinks only
+    assert int((repeated & (recipe.sink_ids == 0)).sum()) == 6 * 2
+    with pytest.raises(ValueError, match="plain_every"):
+        SinkConfig(plain_every=-2).validate()

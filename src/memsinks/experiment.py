@@ -86,7 +86,7 @@ def method_fingerprint(config: StudyConfig, method: str) -> str:
                           if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]}
     for key, default in (("shared_grad", 1.0), ("mask", "hash"), ("centered", False),
                          ("tokens", "all"), ("rare_n", 3), ("rare_docs", 2),
-                         ("shared_grad_from", 0)):
+                         ("shared_grad_from", 0), ("plain_every", 0)):
         # added later: hashed if set
         if relevant["sinks"].get(key) == default:
             relevant["sinks"].pop(key)
@@ -210,6 +210,9 @@ def recipe_of(method: Method, mixture: Mixture, sinks: Sinks | None) -> Recipe:
                     goldfish_h=method.goldfish_h)
     if method.sinks:
         recipe.sink_ids = mixture.sink_ids(method.dedup, method.sink_ids)
+        if sinks.config.plain_every:  # these occurrences train as documents without sinks
+            plain = mixture.occurrences(method.dedup) % sinks.config.plain_every == 0
+            recipe.sink_ids = np.where(plain, 0, recipe.sink_ids)
         if sinks.config.tokens == "rare":
             recipe.sink_tokens = partial(mixture.rare_tokens, method.dedup,
                                          n=sinks.config.rare_n, min_docs=sinks.config.rare_docs)
@@ -470,9 +473,7 @@ def load_model(model_dir: Path):
     sinks = None
     if (model_dir / "sinks.json").is_file():
         saved = json.loads((model_dir / "sinks.json").read_text())
-        fields = {k: saved[k] for k in ("p_shared", "p_active", "seed", "drop_rescale", "mask",
-                                        "shared_grad", "shared_grad_from", "centered",
-                                        "tokens", "rare_n", "rare_docs") if k in saved}
+        fields = {k: saved[k] for k in SinkConfig.__dataclass_fields__ if k in saved}
         # n_shared as trained: a widened pretrained model's is not p_shared x its width
         sinks = Sinks(model, SinkConfig(**fields), n_shared=saved.get("n_shared"))
     return model, sinks

@@ -96,6 +96,10 @@ class SinkConfig:
     # domain before they memorize its documents, so early occurrences can teach the shared
     # neurons the domain and later ones only the sinks
     shared_grad_from: int = 0
+    # every plain_every-th occurrence of a document (the 1st, (m+1)-th, ...) trains as a plain
+    # document: no sinks, every parameter fully; the others keep their sinks and shared_grad.
+    # With shared_grad = 0 the shared part sees each document 1/m as often (0: off)
+    plain_every: int = 0
     # hash: this project's counter-based hash (ID 0 = no sinks); reference: the authors' masks,
     # bit-compatible with their checkpoints (see reference_sink_masks)
     mask: str = "hash"
@@ -125,6 +129,9 @@ class SinkConfig:
         if self.shared_grad_from < 0:
             raise ValueError(f"sinks.shared_grad_from = {self.shared_grad_from} must be >= 0 "
                              "(an occurrence count; 0 scales every occurrence)")
+        if self.plain_every < 0:
+            raise ValueError(f"sinks.plain_every = {self.plain_every} must be >= 0 (0: every "
+                             "occurrence carries sinks)")
         if self.mask not in MASKS:
             raise ValueError(f"sinks.mask = {self.mask!r} is not one of {', '.join(MASKS)}")
         if self.tokens not in TOKENS:
