@@ -1,6 +1,7 @@
 """A whole study end to end on a seconds-sized config, through the command line."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -225,3 +226,33 @@ def test_frontier_compares_other_streams_of_the_same_documents_only(study, tmp_p
     assert main(["frontier", str(study / "standard"),
                  str(tmp_path / "other" / "smoke" / "standard"), "--out", out]) == 2
     assert "other documents" in capsys.readouterr().err
+
+
+def test_ladder_groups_studies_by_size_and_combines_seeds(study, tmp_path, capsys):
+    from memsinks.experiment import load_model
+    from memsinks.model import count_non_embedding
+
+    results = json.loads((study / "results.json").read_text())
+    out = tmp_path / "ladder"
+    assert main(["ladder", str(study), "--out", str(out)]) == 0
+    (rung,) = json.loads((out / "ladder.json").read_text())
+    model, _ = load_model(study / "standard" / "model")
+    assert rung["params"] == count_non_embedding(model) and rung["seeds"] == 1
+    expected = results["comparisons"]["memsinks-repeated"]["closure_vs_standard"]
+    assert rung["methods"]["memsinks-repeated"]["closure_vs_standard"] == pytest.approx(expected)
+    assert (out / "ladder.png").stat().st_size > 0
+    assert "| memsinks-repeated |" in capsys.readouterr().out
+    # two studies of one size are two seeds of a rung: mean and error over them
+    twin = tmp_path / "twin"
+    shutil.copytree(study, twin)
+    data = json.loads((twin / "results.json").read_text())
+    data["comparisons"]["memsinks-repeated"]["closure_vs_standard"] = [expected[0] + 0.2, 0.01]
+    (twin / "results.json").write_text(json.dumps(data))
+    assert main(["ladder", str(study), str(twin), "--out", str(out)]) == 0
+    (rung,) = json.loads((out / "ladder.json").read_text())
+    mean, se = rung["methods"]["memsinks-repeated"]["closure_vs_standard"]
+    assert rung["seeds"] == 2
+    assert mean == pytest.approx(expected[0] + 0.1) and se == pytest.approx(0.1)
+    capsys.readouterr()
+    assert main(["ladder", str(tmp_path), "--out", str(out)]) == 2  # not a study
+    assert "finished study directories" in capsys.readouterr().err

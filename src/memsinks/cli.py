@@ -127,6 +127,12 @@ def cmd_frontier(args: argparse.Namespace) -> None:
     run_frontier(Path(args.standard), [Path(d) for d in args.method_dirs], Path(args.out))
 
 
+def cmd_ladder(args: argparse.Namespace) -> None:
+    from .ladder import run_ladder
+
+    run_ladder([Path(d) for d in args.study_dirs], Path(args.out))
+
+
 def cmd_theory(args: argparse.Namespace) -> None:
     from .theory import main as theory_main
 
@@ -251,6 +257,16 @@ def build_parser() -> argparse.ArgumentParser:
     frontier.add_argument("method_dirs", nargs="+", metavar="METHOD_DIR")
     frontier.add_argument("--out", default="runs/frontier", help="output folder")
     frontier.set_defaults(func=cmd_frontier)
+    ladder = sub.add_parser(
+        "ladder", help="closure and in-domain loss against model size, over studies",
+        description="Group finished studies by their standard model's non-embedding parameter "
+        "count (the seeds of one size), and write ladder.json and ladder.png: closure, L(H) and "
+        "L(V) against standard and membership-inference AUROC with the sinks dropped, mean ± "
+        "s.e. over seeds.")
+    ladder.add_argument("study_dirs", nargs="+", metavar="STUDY_DIR",
+                        help="study directories, such as runs/ladder/model.preset=small/seed0")
+    ladder.add_argument("--out", default="runs/ladder-plot", help="output folder")
+    ladder.set_defaults(func=cmd_ladder)
     theory = sub.add_parser(
         "theory", help="the linear-network toy: natural items, canaries and sinks",
         description="Train two-layer linear networks by gradient descent on a general task "
