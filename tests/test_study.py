@@ -256,3 +256,22 @@ def test_ladder_groups_studies_by_size_and_combines_seeds(study, tmp_path, capsy
     capsys.readouterr()
     assert main(["ladder", str(tmp_path), "--out", str(out)]) == 2  # not a study
     assert "finished study directories" in capsys.readouterr().err
+
+
+def test_frontier_combines_seeds_from_path_patterns(study, tmp_path, capsys):
+    for seed in (0, 1):
+        shutil.copytree(study, tmp_path / f"seed{seed}")
+    out = tmp_path / "frontier"
+    pattern = str(tmp_path / "seed{seed}")
+    assert main(["frontier", f"{pattern}/standard", f"{pattern}/memsinks-repeated",
+                 "--seeds", "0,1", "--out", str(out)]) == 0
+    combined = json.loads((out / "frontier.json").read_text())
+    single = json.loads((study / "results.json").read_text())["comparisons"]["memsinks-repeated"]
+    (row,) = combined["rows"]
+    assert combined["seeds"] == [0, 1] and len(combined["per_seed"]) == 2
+    assert row["closure"][0] == pytest.approx(single["closure_vs_standard"][0])
+    assert row["closure"][1] == pytest.approx(0, abs=1e-12)  # the same run twice
+    assert "per seed" in capsys.readouterr().out
+    assert main(["frontier", str(study / "standard"), f"{pattern}/memsinks-repeated",
+                 "--seeds", "0,1", "--out", str(out)]) == 2
+    assert "{seed} placeholder" in capsys.readouterr().err

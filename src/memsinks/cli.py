@@ -124,7 +124,8 @@ def cmd_tradeoff(args: argparse.Namespace) -> None:
 def cmd_frontier(args: argparse.Namespace) -> None:
     from .frontier import run_frontier
 
-    run_frontier(Path(args.standard), [Path(d) for d in args.method_dirs], Path(args.out))
+    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else None
+    run_frontier(args.standard, args.method_dirs, Path(args.out), seeds)
 
 
 def cmd_ladder(args: argparse.Namespace) -> None:
@@ -256,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "runs/paper-regime/base/seed0/standard")
     frontier.add_argument("method_dirs", nargs="+", metavar="METHOD_DIR")
     frontier.add_argument("--out", default="runs/frontier", help="output folder")
+    frontier.add_argument("--seeds", default="", help="comma-separated seeds: every directory is "
+                          "a pattern with {seed} in it, and the rows are mean ± s.e. over seeds")
     frontier.set_defaults(func=cmd_frontier)
     ladder = sub.add_parser(
         "ladder", help="closure and in-domain loss against model size, over studies",

@@ -93,11 +93,17 @@ def _same_sets(a: dict, b: dict) -> bool:
 
 
 def table(result: dict) -> str:
-    lines = ["| model | closure vs standard | L(H) − standard | L(V) − standard |",
-             "|---|---|---|---|"]
+    seeds = result.get("seeds")
+    lines = ([f"mean ± s.e. over seeds {', '.join(map(str, seeds))}; per seed: closure / L(H)",
+              ""] if seeds else [])
+    lines += ["| model | closure vs standard | L(H) − standard | L(V) − standard |"
+              + (" per seed |" if seeds else ""), "|---|---|---|---|" + ("---|" if seeds else "")]
     for row in result["rows"]:
         cells = [f"{100 * row[k][0]:+.1f}% ± {100 * row[k][1]:.1f}%"
                  for k in ("closure", "dLH_rel", "dLV_rel")]
+        if seeds:
+            cells.append(", ".join(f"{100 * c:.1f} / {100 * h:+.1f}" for c, h in
+                                   zip(row["closure_seeds"], row["dLH_rel_seeds"], strict=True)))
         lines.append(f"| {row['label']} ({row['mode']}) | " + " | ".join(cells) + " |")
     early = result.get("stopped_early") or []
     if early:
@@ -145,9 +151,51 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def run_frontier(standard_dir: Path, method_dirs: list[Path], out: Path) -> dict:
-    """Compare, write frontier.json and frontier.png under ``out``, print the table."""
-    result = compare_runs(Path(standard_dir), [Path(d) for d in method_dirs])
+def _mean_se(values: list[float]) -> list[float]:
+    v = np.asarray(values, float)
+    return [float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0]
+
+
+def combine_seeds(per_seed: list[dict]) -> dict:
+    """Rows matched by label across seeds: mean ± s.e. over seeds of each figure."""
+    labels = [row["label"] for row in per_seed[0]["rows"]]
+    rows = []
+    for i, label in enumerate(labels):
+        mine = [result["rows"][i] for result in per_seed]
+        row = {"label": label, "mode": mine[0]["mode"], "dirs": [r["dir"] for r in mine]}
+        for key in ("closure", "dLH_rel", "dLV_rel"):
+            row[key] = _mean_se([r[key][0] for r in mine])
+            row[f"{key}_seeds"] = [r[key][0] for r in mine]
+        rows.append(row)
+    early = []
+    curves = [result.get("stopped_early") or [] for result in per_seed]
+    for i, point in enumerate(curves[0]):
+        same = [c[i] for c in curves if len(c) > i and c[i]["step"] == point["step"]]
+        if len(same) == len(curves):
+            early.append({"step": point["step"], **{k: _mean_se([p[k] for p in same])[0]
+                                                     for k in ("closure", "dLH_rel", "dLV_rel")}})
+    return {"standard": [r["standard"] for r in per_seed], "rows": rows,
+            "stopped_early": early, "per_seed": per_seed}
+
+
+def run_frontier(standard_dir: Path | str, method_dirs: list[Path | str], out: Path,
+                 seeds: list[int] | None = None) -> dict:
+    """Compare, write frontier.json and frontier.png under ``out``, print the table.
+
+    With ``seeds``, every path is a pattern with ``{seed}`` in it: each seed is compared on its
+    own and the rows are combined (mean ± s.e. over seeds).
+    """
+    if seeds:
+        missing = [str(d) for d in [standard_dir, *method_dirs] if "{seed}" not in str(d)]
+        if missing:
+            raise ValueError(f"with --seeds every directory needs a {{seed}} placeholder, as in "
+                             f"runs/x/seed{{seed}}/standard; {missing[0]} has none")
+        result = combine_seeds([compare_runs(
+            Path(str(standard_dir).format(seed=s)), [Path(str(d).format(seed=s))
+                                                     for d in method_dirs]) for s in seeds])
+        result["seeds"] = list(seeds)
+    else:
+        result = compare_runs(Path(standard_dir), [Path(d) for d in method_dirs])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "frontier.json").write_text(json.dumps(result, indent=1))
