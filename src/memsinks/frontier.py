@@ -16,6 +16,7 @@ import numpy as np
 
 from .evaluate import bootstrap_closure, mean_nll, paired_difference
 from .experiment import SETS, mixture_of, sets_of, study_config_of
+from .sweep import over_seeds
 
 
 def _sums(method_dir: Path, mode: str | None = None) -> tuple[str, dict[str, np.ndarray]]:
@@ -151,11 +152,6 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def _mean_se(values: list[float]) -> list[float]:
-    v = np.asarray(values, float)
-    return [float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0]
-
-
 def combine_seeds(per_seed: list[dict]) -> dict:
     """Rows matched by label across seeds: mean ± s.e. over seeds of each figure."""
     labels = [row["label"] for row in per_seed[0]["rows"]]
@@ -164,7 +160,7 @@ def combine_seeds(per_seed: list[dict]) -> dict:
         mine = [result["rows"][i] for result in per_seed]
         row = {"label": label, "mode": mine[0]["mode"], "dirs": [r["dir"] for r in mine]}
         for key in ("closure", "dLH_rel", "dLV_rel"):
-            row[key] = _mean_se([r[key][0] for r in mine])
+            row[key] = over_seeds([r[key] for r in mine])
             row[f"{key}_seeds"] = [r[key][0] for r in mine]
         rows.append(row)
     early = []
@@ -172,7 +168,7 @@ def combine_seeds(per_seed: list[dict]) -> dict:
     for i, point in enumerate(curves[0]):
         same = [c[i] for c in curves if len(c) > i and c[i]["step"] == point["step"]]
         if len(same) == len(curves):
-            early.append({"step": point["step"], **{k: _mean_se([p[k] for p in same])[0]
+            early.append({"step": point["step"], **{k: float(np.mean([p[k] for p in same]))
                                                      for k in ("closure", "dLH_rel", "dLV_rel")}})
     return {"standard": [r["standard"] for r in per_seed], "rows": rows,
             "stopped_early": early, "per_seed": per_seed}

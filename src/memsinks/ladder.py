@@ -10,10 +10,9 @@ where it has one.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
-import numpy as np
+from .sweep import over_seeds
 
 METRICS = (("closure_vs_standard", "closure"), ("dLH_rel_vs_standard", "L(H) vs standard"),
            ("dLV_rel_vs_standard", "L(V) vs standard"))
@@ -56,14 +55,6 @@ def study_row(study_dir: Path) -> dict:
     return row
 
 
-def _combine(values: list[list[float]]) -> list[float]:
-    """Mean ± s.e. over seeds; a single run keeps its own error."""
-    if len(values) == 1:
-        return list(values[0])
-    means = np.array([v[0] for v in values])
-    return [float(means.mean()), float(means.std(ddof=1) / math.sqrt(len(means)))]
-
-
 def ladder(study_dirs: list[Path]) -> list[dict]:
     """Rungs sorted by size, each with its seeds' figures combined."""
     rows = [study_row(d) for d in study_dirs]
@@ -73,8 +64,8 @@ def ladder(study_dirs: list[Path]) -> list[dict]:
         methods = sorted({m for r in mine for m in r["methods"]})
         rungs.append({
             "params": params, "seeds": len(mine), "dirs": [r["dir"] for r in mine],
-            "standard": {k: _combine([r["standard"][k] for r in mine]) for k in ("gap", "L_H")},
-            "methods": {m: {k: _combine([r["methods"][m][k] for r in mine
+            "standard": {k: over_seeds([r["standard"][k] for r in mine]) for k in ("gap", "L_H")},
+            "methods": {m: {k: over_seeds([r["methods"][m][k] for r in mine
                                          if k in r["methods"].get(m, {})])
                             for k in {k for r in mine for k in r["methods"].get(m, {})}}
                         for m in methods}})

@@ -130,6 +130,16 @@ def flatten(results: dict) -> dict:
     return out
 
 
+def over_seeds(pairs: list) -> list[float]:
+    """[mean, standard error] of (value, error) pairs: the error over seeds when there are
+    several, else the single run's own error."""
+    pairs = np.asarray(pairs, dtype=float)
+    values = pairs[:, 0]
+    if len(values) > 1:
+        return [float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values)))]
+    return [float(values[0]), float(pairs[0, 1])]
+
+
 def aggregate(rows: list[dict], points: list[dict], keys: list[str]) -> list[dict]:
     """Mean and standard error of every figure per point: over seeds when there are several,
     else the single run's error over documents."""
@@ -139,13 +149,7 @@ def aggregate(rows: list[dict], points: list[dict], keys: list[str]) -> list[dic
         figures = sorted({k for r in mine for k in r if k not in ("point", "seed")})
         entry = {"point": point, "n_seeds": len(mine)}
         for figure in figures:
-            pairs = np.array([r[figure] for r in mine if figure in r], dtype=float)
-            values = pairs[:, 0]
-            if len(values) > 1:
-                se = float(values.std(ddof=1) / math.sqrt(len(values)))
-            else:
-                se = float(pairs[0, 1])
-            entry[figure] = [float(values.mean()), se]
+            entry[figure] = over_seeds([r[figure] for r in mine if figure in r])
         out.append(entry)
     return out
 

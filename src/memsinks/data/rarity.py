@@ -58,9 +58,9 @@ class NgramIndex:
     def frequency(self, tokens: np.ndarray) -> np.ndarray:
         """Per token: how many documents of the population hold the n-gram ending at it."""
         hashes = ngram_hashes(tokens, self.n)
-        at = np.minimum(np.searchsorted(self.keys, hashes), max(len(self.keys) - 1, 0))
         if not len(self.keys):
             return np.zeros(len(hashes), dtype=np.int64)
+        at = np.minimum(np.searchsorted(self.keys, hashes), len(self.keys) - 1)
         return np.where(self.keys[at] == hashes, self.counts[at], 0)
 
     def rare(self, tokens: np.ndarray, min_docs: int = 2) -> np.ndarray:
