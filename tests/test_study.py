@@ -105,6 +105,22 @@ def test_a_finished_run_without_metrics_gets_them_on_rerun(study):
     assert "assessment" in json.loads(path.read_text())
 
 
+def test_a_stale_relearning_target_reruns_relearning_only(study):
+    """A new relearning target (say, standard added to a study) keeps the per-mode metrics."""
+    path = study / "dedup" / "metrics.json"
+    stored = json.loads(path.read_text())
+    right = stored["assessment"]["relearn"]["target"]
+    stored["assessment"]["relearn"]["target"] = right + 1.0
+    stored["assessment"]["modes"]["off"]["kept"] = True  # a generation result to be reused
+    path.write_text(json.dumps(stored))
+    assert main(["run", "configs/smoke.yaml", f"out_dir={study.parent}", "--quiet"]) == 0
+    again = json.loads(path.read_text())["assessment"]
+    assert again["relearn"]["target"] == pytest.approx(right)
+    assert again["modes"]["off"].pop("kept") is True
+    stored["assessment"] = again
+    path.write_text(json.dumps(stored))
+
+
 def test_rerun_reuses_finished_methods(study, capsys):
     before = (study / "memsinks" / "metrics.json").read_text()
     out = str(study.parent)

@@ -421,29 +421,36 @@ def ensure_assessment(config: StudyConfig, mixture: Mixture, name: str, method_d
     """Add extraction, membership inference, exposure and relearning to a method's metrics.
 
     Computed from the saved model once (also for methods finished before these metrics
-    existed) and written back to its metrics.json.
+    existed) and written back to its metrics.json. The two parts go stale for different
+    reasons: the per-mode metrics only with ``assess.VERSION``, the relearning also when its
+    targets change (a study that adds standard training gives a sink model a second target).
+    Only the stale part is recomputed, since the per-mode generations are the slow part.
     """
     from . import assess
 
     target = assess.relearn_target(name, per_method)
     standard = (per_method["standard"]["modes"]["off"]["L_R"][0]
                 if "standard" in per_method and METHODS[name].removable else None)
+    targets = {key: value for key, value in (("relearn", target),
+                                             ("relearn_standard", standard))
+               if value is not None}
     current = metrics.get("assessment") or {}
-    if current.get("version") == assess.VERSION and (
-            target is None or (current.get("relearn") or {}).get("target") == target) and (
-            standard is None or (current.get("relearn_standard") or {}).get("target")
-            == standard):
+    fresh = current.get("version") == assess.VERSION
+    modes_fresh = fresh and "modes" in current
+    relearn_fresh = fresh and all((current.get(key) or {}).get("target") == value
+                                  for key, value in targets.items())
+    if modes_fresh and relearn_fresh:
         return
     started = time.time()
     model, sinks = load_model(method_dir / "model")
     model.to(resolve_device(config.train.device)).eval()
-    method = METHODS[name]
-    targets = {key: value for key, value in (("relearn", target),
-                                             ("relearn_standard", standard))
-               if value is not None}
-    relearned = assess.relearning(model, sinks, mixture, targets) if targets else {}
+    if relearn_fresh:
+        relearned = {key: current.get(key) for key in ("relearn", "relearn_standard")}
+    else:
+        relearned = assess.relearning(model, sinks, mixture, targets) if targets else {}
     assessment = {"version": assess.VERSION,
-                  "modes": assess.assess_modes(model, sinks, method, mixture),
+                  "modes": (current["modes"] if modes_fresh
+                            else assess.assess_modes(model, sinks, METHODS[name], mixture)),
                   "relearn": relearned.get("relearn"),
                   # the yardstick of dedup and the post-hoc baselines: standard training's L(R)
                   "relearn_standard": relearned.get("relearn_standard")}
@@ -452,7 +459,8 @@ def ensure_assessment(config: StudyConfig, mixture: Mixture, name: str, method_d
     stored = {k: v for k, v in metrics.items() if k != "nll"}
     atomic_write(method_dir / "metrics.json", json.dumps(stored, indent=1))
     if progress:
-        print(f"[{name}] memorization metrics in {assessment['seconds']:.0f} s")
+        redone = "memorization metrics" if not modes_fresh else "relearning"
+        print(f"[{name}] {redone} in {assessment['seconds']:.0f} s")
 
 
 def load_model(model_dir: Path):
