@@ -24,6 +24,10 @@ class DataConfig:
     n_repeated: int = 64  # documents in R (and in H)
     repetitions: int = 32  # times each R document appears in the stream
     repeat_span: float = 1.0  # R's repetitions are spread over this leading fraction of training
+    # which occurrence of each R document the dedup stream keeps: first (all of R early in
+    # training) or random (one of its slots drawn per document, so R is spread over the run as
+    # a shuffled deduplicated corpus would place it)
+    dedup_keep: str = "first"
     n_validation: int = 256
     # share of the general stream (and of V) drawn from the repeated domain; None = every
     # general domain in turn. 0 with general_domains=[facts] is the paper's regime: R is the
@@ -54,6 +58,8 @@ class DataConfig:
         if self.repeated_source and not self.general_source:
             raise ValueError("data.repeated_source is set but data.general_source is not; set "
                              "both (text corpora) or neither (the built-in corpus)")
+        if self.dedup_keep not in ("first", "random"):
+            raise ValueError(f"data.dedup_keep = {self.dedup_keep!r}; use first or random")
         if self.repeated_kind not in ("natural", "canary"):
             raise ValueError(f"data.repeated_kind = {self.repeated_kind!r}; use natural or canary")
         if not self.general_domains:

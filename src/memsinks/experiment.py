@@ -67,7 +67,7 @@ _LATER_DATA = {"general_source": "", "repeated_source": "", "tokenizer": "train:
                "vocab_size": 8192, "tokenizer_docs": 20000, "min_tokens": 16, "max_tokens": 0}
 # in the hash only when set
 _LATER_DATA_SET = {"in_domain_share": None, "n_heldout": 0, "sink_key": "hash", "perturb": 0.0,
-                   "sources": 0}
+                   "sources": 0, "dedup_keep": "first"}
 # packing trains the same documents per step to the same gradients up to float rounding
 # (tests/test_packing.py: 1e-5, about 2e-7 measured), so like threads it does not enter the hash;
 # row_len does when set, since a row shorter than a document splits it. For text corpora
@@ -105,6 +105,8 @@ def method_fingerprint(config: StudyConfig, method: str) -> str:
         relevant["data"]["sink_key"] = "hash"
     if not relevant["data"]["sink_key"].startswith("field:"):  # sources are a field only
         relevant["data"]["sources"] = 0
+    if not spec.dedup:  # only the dedup stream depends on which occurrence it keeps
+        relevant["data"]["dedup_keep"] = "first"
     relevant["data"] = {k: v for k, v in relevant["data"].items()
                         if not (k in _LATER_DATA_SET and v == _LATER_DATA_SET[k])}
     relevant["train"] = {k: v for k, v in relevant["train"].items()

@@ -250,8 +250,9 @@ class Mixture:
         """Document codes in training order: i >= 0 is general document i, -(i+1) is R[i].
 
         R[i]'s k-th occurrence sits at fraction (k + u_i) / r of the repeat span, u_i a fixed
-        per-document offset; general documents fill the rest evenly. Dedup keeps only each R
-        document's first occurrence and fills the freed rows with further general documents.
+        per-document offset; general documents fill the rest evenly. Dedup keeps one occurrence
+        of each R document (the first, or with ``data.dedup_keep = random`` one drawn per
+        document) and fills the freed rows with further general documents.
         """
         if dedup in self._stream_cache:
             return self._stream_cache[dedup]
@@ -260,8 +261,11 @@ class Mixture:
         reps = 1 if dedup else data.repetitions
         rng = np.random.default_rng(derive_seed(data.seed, "schedule"))
         offsets = rng.random(data.n_repeated)
-        k = np.arange(reps)
-        r_keys = ((k[None, :] + offsets[:, None]) / data.repetitions * data.repeat_span).ravel()
+        k = np.arange(reps)[None, :]
+        if dedup and data.dedup_keep == "random":  # one of each document's slots, drawn per doc
+            k = np.random.default_rng(derive_seed(data.seed, "dedup-keep")).integers(
+                data.repetitions, size=(data.n_repeated, 1))
+        r_keys = ((k + offsets[:, None]) / data.repetitions * data.repeat_span).ravel()
         r_codes = -(np.repeat(np.arange(data.n_repeated), reps) + 1)
         n_general = total - len(r_codes)
         if n_general < 0:
