@@ -316,3 +316,33 @@ def test_failed_download_names_the_package_and_apt_gets_error(tmp_path: Path, mo
     assert message.startswith("apt-get download dict-gcide failed (E: Unable to locate package "
                               "dict-gcide); check the network")
     assert "\n" not in message
+
+
+# -- the config ----------------------------------------------------------------------------------
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def test_real_config_is_the_learnable_regime_on_the_debian_files():
+    from memsinks import config as config_io
+
+    root = SCRIPT.parent.parent
+    real = _flat(config_io.to_dict(config_io.load(str(root / "configs/paper-regime-real.yaml"))))
+    learnable = _flat(config_io.to_dict(config_io.load(
+        str(root / "configs/paper-regime-learnable.yaml"))))
+    differ = {key: real.get(key) for key in set(real) | set(learnable)
+              if real.get(key) != learnable.get(key)}
+    # the built-in corpus's domain settings do not apply to text (data.in_domain_share is an
+    # error with a text source; a text corpus's H is as large as R, whatever n_heldout says)
+    assert differ == {"name": "paper-regime-real",
+                      "data.general_source": "data/debian/general.jsonl?field=text",
+                      "data.repeated_source": "data/debian/repeated.jsonl?field=text",
+                      "data.vocab_size": 4096, "model.max_seq_len": 256,
+                      "data.general_domains": ["stories", "facts"],
+                      "data.in_domain_share": None, "data.n_heldout": 0}
