@@ -25,8 +25,8 @@ import torch
 
 from memsinks.config import TrainConfig, load
 from memsinks.data.stream import BOS, EOS, PAD
-from memsinks.experiment import mixture_of
 from memsinks.model import ModelConfig, build_model
+from memsinks.study.run import mixture_of
 from memsinks.train import Recipe, make_optimizer, rows_nll, step_batch
 
 ROOT = Path(__file__).resolve().parent.parent

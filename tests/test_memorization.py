@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from memsinks.data.stream import BOS, EOS, DocSet
-from memsinks.memorization import (
+from memsinks.measure.memorization import (
     TokenStatistics,
     auroc,
     exposure,

@@ -9,7 +9,7 @@ import torch
 from memsinks.config import DataConfig, TrainConfig
 from memsinks.data.packing import PackedBatch, collate, pack
 from memsinks.data.stream import BOS, EOS, PAD, DocSet, Mixture
-from memsinks.evaluate import document_nll
+from memsinks.measure.losses import document_nll
 from memsinks.model import ModelConfig, build_model
 from memsinks.sinks import SinkConfig, Sinks, document_id
 from memsinks.train import Recipe, _parts, rows_nll, step_batch, train
@@ -182,7 +182,7 @@ def test_training_loop_with_packing_logs_the_unpacked_loss(tmp_path):
 
 def test_packing_keeps_the_method_fingerprint_and_a_set_row_length_changes_it():
     from memsinks.config import StudyConfig
-    from memsinks.experiment import method_fingerprint
+    from memsinks.study.run import method_fingerprint
 
     base = StudyConfig()
     plain = method_fingerprint(base, "standard")

@@ -10,9 +10,9 @@ from test_families import CONFIGS, tiny
 
 from memsinks import config as config_io
 from memsinks.cli import main
-from memsinks.experiment import load_model, method_fingerprint
-from memsinks.pretrained import base_fingerprint
 from memsinks.sinks import SinkConfig, Sinks, add_sink_pool, drop_sinks, sink_pool_size
+from memsinks.study.pretrained import base_fingerprint
+from memsinks.study.run import load_model, method_fingerprint
 
 SMOKE = ["configs/smoke.yaml", "methods=[standard,memsinks,memsinks-repeated,gradient-mask]",
          "sinks.drop_rescale=none"]

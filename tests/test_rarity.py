@@ -9,9 +9,9 @@ from memsinks.cli import main
 from memsinks.config import DataConfig, StudyConfig
 from memsinks.data.rarity import NgramIndex, ngram_hashes
 from memsinks.data.stream import Mixture
-from memsinks.experiment import method_fingerprint
 from memsinks.model import ModelConfig, build_model
 from memsinks.sinks import SinkConfig, Sinks
+from memsinks.study.run import method_fingerprint
 from memsinks.train import Recipe, rows_nll, step_batch
 
 
@@ -132,8 +132,8 @@ def test_a_study_trains_token_gated_sinks(tmp_path, grad):
 
 
 def test_shared_grad_from_routes_only_later_occurrences():
-    from memsinks.experiment import recipe_of
     from memsinks.methods import METHODS
+    from memsinks.study.run import recipe_of
 
     mix = Mixture(DataConfig(n_repeated=6, repetitions=5, n_validation=4), steps=8, batch_size=8)
     model = build_model(ModelConfig(num_layers=1, hidden_size=32, intermediate_size=64,
@@ -155,8 +155,8 @@ def test_shared_grad_from_routes_only_later_occurrences():
 
 
 def test_plain_every_trains_every_mth_occurrence_without_sinks():
-    from memsinks.experiment import recipe_of
     from memsinks.methods import METHODS
+    from memsinks.study.run import recipe_of
 
     mix = Mixture(DataConfig(n_repeated=6, repetitions=8, n_validation=4), steps=12, batch_size=8)
     model = build_model(ModelConfig(num_layers=1, hidden_size=32, intermediate_size=64,

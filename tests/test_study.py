@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from memsinks.cli import main
-from memsinks.experiment import evaluate_saved, load_model
+from memsinks.study.run import evaluate_saved, load_model
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_study_writes_everything(study):
 
 
 def test_the_claims_table_answers_each_claim_with_its_uncertainty():
-    from memsinks.report import claims_table
+    from memsinks.study.report import claims_table
 
     rows = claims_table({
         "clear": {"closure_vs_standard": [0.8, 0.05], "dLV_rel_vs_standard": [-0.02, 0.004],
@@ -181,15 +181,15 @@ def test_export_loads_as_plain_transformers_model_with_drop_mode_logits(study, t
 
 
 def test_deleting_one_document_raises_its_loss_more_than_the_others(study):
-    from memsinks.deletion import delete_documents
+    from memsinks.study.deletion import delete_documents
 
     result = delete_documents(study / "memsinks", indices=[0, 3], progress=False)
     assert [r["index"] for r in result["targets"]] == [0, 3]
     assert (study / "memsinks" / "deletion.png").is_file()
     model, sinks = load_model(study / "memsinks" / "model")
     from memsinks.config import load
-    from memsinks.evaluate import document_nll
-    from memsinks.experiment import mixture_of
+    from memsinks.measure.losses import document_nll
+    from memsinks.study.run import mixture_of
 
     mixture = mixture_of(load(study / "config.yaml"))
     repeated = mixture.repeated
@@ -245,8 +245,8 @@ def test_frontier_compares_other_streams_of_the_same_documents_only(study, tmp_p
 
 
 def test_ladder_groups_studies_by_size_and_combines_seeds(study, tmp_path, capsys):
-    from memsinks.experiment import load_model
     from memsinks.model import count_non_embedding
+    from memsinks.study.run import load_model
 
     results = json.loads((study / "results.json").read_text())
     out = tmp_path / "ladder"

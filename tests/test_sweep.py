@@ -5,7 +5,7 @@ import json
 import pytest
 
 from memsinks.cli import main
-from memsinks.sweep import Grid, aggregate, point_name
+from memsinks.study.sweep import Grid, aggregate, point_name
 
 
 def test_grid_parsing_and_points():

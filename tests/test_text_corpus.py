@@ -90,7 +90,7 @@ def test_study_on_files_runs_reports_and_exports(corpus, tmp_path, monkeypatch):
 
 def test_a_source_too_small_for_the_stream_stops_before_the_first_step(corpus, tmp_path, capsys):
     from memsinks.config import load
-    from memsinks.experiment import run_study
+    from memsinks.study.run import run_study
 
     config = load("configs/smoke.yaml", [
         f"out_dir={tmp_path / 'runs'}", "name=small-source", "methods=[standard]",

@@ -1,4 +1,5 @@
-"""The linear-network toy (memsinks.theory): closed forms, and the qualitative result it shows."""
+"""The linear-network toy (memsinks.experiments.theory): closed forms, and the qualitative result
+it shows."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 import pytest
 import torch
 
-from memsinks.theory import (
+from memsinks.experiments.theory import (
     DTYPE,
     Task,
     TheoryConfig,
@@ -200,7 +201,7 @@ def test_the_command_line_runs_the_toy(tmp_path):
 
 
 def test_sink_masks_draw_general_examples_first_and_centre_items():
-    from memsinks.theory import sink_masks
+    from memsinks.experiments.theory import sink_masks
 
     config = TheoryConfig(hidden=20)
     general, _ = sink_masks(config, 3, 2, "paper", 0)

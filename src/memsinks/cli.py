@@ -29,7 +29,7 @@ def _split(args: argparse.Namespace) -> tuple[str | None, list[str]]:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from .experiment import run_study
+    from .study.run import run_study
 
     path, overrides = _split(args)
     config = config_io.load(path, overrides)
@@ -38,7 +38,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from .experiment import run_study
+    from .study.run import run_study
 
     path, overrides = _split(args)
     config = config_io.load(path, overrides + [f"methods=[{args.method}]"])
@@ -46,14 +46,14 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from .experiment import evaluate_saved
+    from .study.run import evaluate_saved
 
     result = evaluate_saved(Path(args.method_dir), modes=args.modes, rescale=args.rescale)
     print(json.dumps(result, indent=1))
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    from .sweep import Grid, run_sweep
+    from .study.sweep import Grid, run_sweep
 
     path, overrides = _split(args)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -64,14 +64,14 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from .experiment import export_dropped
+    from .study.run import export_dropped
 
     method_dir = Path(args.method_dir)
     print(export_dropped(method_dir, Path(args.out) if args.out else method_dir / "export"))
 
 
 def cmd_delete(args: argparse.Namespace) -> None:
-    from .deletion import delete_documents
+    from .study.deletion import delete_documents
 
     indices = [int(i) for i in args.docs.split(",") if i.strip()] if args.docs else None
     delete_documents(Path(args.method_dir), count=args.count, indices=indices,
@@ -79,7 +79,7 @@ def cmd_delete(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from .report import write_report
+    from .study.report import write_report
 
     print(write_report(Path(args.run_dir)))
 
@@ -122,20 +122,20 @@ def cmd_tradeoff(args: argparse.Namespace) -> None:
 
 
 def cmd_frontier(args: argparse.Namespace) -> None:
-    from .frontier import run_frontier
+    from .study.frontier import run_frontier
 
     seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else None
     run_frontier(args.standard, args.method_dirs, Path(args.out), seeds)
 
 
 def cmd_ladder(args: argparse.Namespace) -> None:
-    from .ladder import run_ladder
+    from .study.ladder import run_ladder
 
     run_ladder([Path(d) for d in args.study_dirs], Path(args.out))
 
 
 def cmd_theory(args: argparse.Namespace) -> None:
-    from .theory import main as theory_main
+    from .experiments.theory import main as theory_main
 
     code = theory_main(["--out", args.out, *args.overrides])
     if code:
@@ -143,8 +143,8 @@ def cmd_theory(args: argparse.Namespace) -> None:
 
 
 def cmd_add_sinks(args: argparse.Namespace) -> None:
-    from .experiment import widen_checkpoint
     from .sinks import SinkConfig
+    from .study.run import widen_checkpoint
 
     sink_config = SinkConfig(p_shared=args.p_shared, p_active=args.p_active, seed=args.seed,
                              mask=args.mask, drop_rescale="none")

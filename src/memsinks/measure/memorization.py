@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .data.packing import collate
-from .data.stream import BOS, DocSet
-from .evaluate import document_nll, mean_nll
-from .sinks import Sinks
-from .train import autocast
+from ..data.packing import collate
+from ..data.stream import BOS, DocSet
+from ..sinks import Sinks
+from ..train import autocast
+from .losses import document_nll, mean_nll
 
 STATIC_MODES = ("off", "keep", "drop", "exclude")
 MIA_SCORES = ("loss", "zlib", "min_k", "min_k_plus_plus")

@@ -28,16 +28,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import checkpoint as ckpt
-from . import config as config_io
-from . import parallel
-from .config import StudyConfig
-from .data.stream import Mixture
-from .evaluate import document_nll, gap, mean_nll
-from .methods import Method
-from .model import build_model
-from .sinks import add_sink_pool_share
-from .train import Recipe, resolve_device, train
+from .. import checkpoint as ckpt
+from .. import config as config_io
+from .. import parallel
+from ..config import StudyConfig
+from ..data.stream import Mixture
+from ..measure.losses import document_nll, gap, mean_nll
+from ..methods import Method
+from ..model import build_model
+from ..sinks import add_sink_pool_share
+from ..train import Recipe, resolve_device, train
 
 BASE = "base"  # the study directory's folder for its pretrained base
 _WEIGHTS = ("*.safetensors", "*.bin")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .evaluate import document_nll
-from .experiment import atomic_write, load_model, mixture_of, study_config_of
-from .methods import METHODS
+from ..measure.losses import document_nll
+from ..methods import METHODS
+from .run import atomic_write, load_model, mixture_of, study_config_of
 
 
 def deletion_effects(model, sinks, repeated, others: dict, targets: list[int]) -> dict:

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import torch
 
-from .data.packing import PackedBatch, collate, model_context, pack
-from .data.stream import DocSet
-from .sinks import Sinks
-from .train import autocast
+from ..data.packing import PackedBatch, collate, model_context, pack
+from ..data.stream import DocSet
+from ..sinks import Sinks
+from ..train import autocast
 
 
 @torch.no_grad()

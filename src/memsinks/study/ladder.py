@@ -23,7 +23,7 @@ def non_embedding_parameters(study_dir: Path) -> int:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from .model import count_non_embedding
+    from ..model import count_non_embedding
 
     config_path = Path(study_dir) / "standard" / "model" / "config.json"
     if not config_path.is_file():

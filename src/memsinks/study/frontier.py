@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .evaluate import bootstrap_closure, mean_nll, paired_difference
-from .experiment import SETS, mixture_of, sets_of, study_config_of
+from ..measure.losses import bootstrap_closure, mean_nll, paired_difference
+from .run import SETS, mixture_of, sets_of, study_config_of
 from .sweep import over_seeds
 
 

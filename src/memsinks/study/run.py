@@ -23,17 +23,17 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 
-from . import checkpoint as ckpt
-from . import config as config_io
-from . import parallel
-from .config import StudyConfig
-from .data.stream import DocSet, Mixture
-from .evaluate import bootstrap_closure, document_nll, gap, mean_nll, paired_difference
-from .methods import METHODS, Method
-from .model import ModelConfig, count_parameters
+from .. import checkpoint as ckpt
+from .. import config as config_io
+from .. import parallel
+from ..config import StudyConfig
+from ..data.stream import DocSet, Mixture
+from ..measure.losses import bootstrap_closure, document_nll, gap, mean_nll, paired_difference
+from ..methods import METHODS, Method
+from ..model import ModelConfig, count_parameters
+from ..sinks import SinkConfig, Sinks, add_sink_pool_share
+from ..train import Recipe, packs, resolve_device, train
 from .pretrained import BASE, load_start, model_dir_of, start_identity, start_model
-from .sinks import SinkConfig, Sinks, add_sink_pool_share
-from .train import Recipe, packs, resolve_device, train
 
 SETS = ("R", "H", "V")
 
@@ -426,7 +426,7 @@ def ensure_assessment(config: StudyConfig, mixture: Mixture, name: str, method_d
     targets change (a study that adds standard training gives a sink model a second target).
     Only the stale part is recomputed, since the per-mode generations are the slow part.
     """
-    from . import assess
+    from ..measure import assess
 
     target = assess.relearn_target(name, per_method)
     standard = (per_method["standard"]["modes"]["off"]["L_R"][0]
@@ -527,8 +527,8 @@ def export_dropped(method_dir: Path, out: Path) -> Path:
     """
     from transformers import PreTrainedTokenizerFast
 
-    from .data.stream import SPECIALS
-    from .sinks import drop_sinks
+    from ..data.stream import SPECIALS
+    from ..sinks import drop_sinks
 
     method_dir = Path(method_dir)
     model, sinks = load_model(method_dir / "model")
@@ -536,7 +536,7 @@ def export_dropped(method_dir: Path, out: Path) -> Path:
     tokenizer_dir = method_dir.parent / "tokenizer"  # text corpora
     tokenizer_path = method_dir.parent / "tokenizer.json"  # the built-in corpus
     if tokenizer_dir.is_dir():
-        from .data.sources import TextTokenizer
+        from ..data.sources import TextTokenizer
 
         tokenizer = TextTokenizer.from_saved(tokenizer_dir).hf
     elif tokenizer_path.is_file():

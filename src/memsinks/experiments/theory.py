@@ -40,7 +40,7 @@ General loss is the population excess risk relative to the rule's output energy,
 E‖f(x) − T x‖² / E‖T x‖² over x = U z, exact for a linear network. Memorization is the share of
 the offsets the network reproduces, Σ_i ⟨f(x_i) − T x_i, δ_i⟩ / Σ_i ‖δ_i‖².
 
-    python -m memsinks.theory --out runs/theory [key=value ...]
+    python -m memsinks.experiments.theory --out runs/theory [key=value ...]
 """
 
 from __future__ import annotations
@@ -619,8 +619,8 @@ def parse_overrides(pairs: list[str], config: TheoryConfig | None = None) -> The
 
 def main(argv: list[str] | None = None) -> int:
     """Run the toy, write results.json and theory.png under --out, print the table."""
-    parser = argparse.ArgumentParser(prog="python -m memsinks.theory", description=__doc__
-                                     .split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m memsinks.experiments.theory",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="runs/theory", help="output folder")
     parser.add_argument("overrides", nargs="*", help="TheoryConfig fields as key=value")
     args = parser.parse_args(argv)
@@ -629,11 +629,11 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(1)
         results = run(config)
     except (ValueError, FloatingPointError) as error:
-        print(f"memsinks.theory: error: {error}", file=sys.stderr)
+        print(f"memsinks.experiments.theory: error: {error}", file=sys.stderr)
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results["command"] = " ".join(["python -m memsinks.theory", "--out", str(out),
+    results["command"] = " ".join(["python -m memsinks.experiments.theory", "--out", str(out),
                                    *args.overrides])
     (out / "results.json").write_text(json.dumps(results, indent=1, allow_nan=True) + "\n")
     plot(results, out / "theory.png")

@@ -13,10 +13,10 @@ import time
 
 import torch
 
+from ..data.stream import Mixture
+from ..methods import METHODS, Method
+from ..sinks import Sinks, drop_sinks
 from . import memorization as mem
-from .data.stream import Mixture
-from .methods import METHODS, Method
-from .sinks import Sinks, drop_sinks
 
 VERSION = 3
 PREFIXES = (8, 16, 32)

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from . import config as config_io
-from .analysis import forgetting_rate
-from .experiment import atomic_write, run_study
-from .methods import METHODS
+from .. import config as config_io
+from ..measure.forgetting import forgetting_rate
+from ..methods import METHODS
+from .run import atomic_write, run_study
 
 
 @dataclass
@@ -170,8 +170,8 @@ def write_sweep_report(root: Path, summary: dict) -> None:
              f"seeds {summary['seeds']}. Mean ± standard error over seeds (with one seed: the "
              "run's standard error over documents). Forgetting: the share of a repeated "
              "document's excess L(H) − L(doc) lost between two of its repetitions "
-             "(`memsinks.analysis.forgetting_rate`; standard training, and the sink model with "
-             "sinks dropped). L(H): held-out documents of R's domain. AUROC: membership "
+             "(`memsinks.measure.forgetting.forgetting_rate`; standard training, and the sink "
+             "model with sinks dropped). L(H): held-out documents of R's domain. AUROC: membership "
              "inference of R against H by loss; extractable: share of R reproduced greedily "
              "(32 tokens from a 32-token prefix).", "",
              "| point | method | gap standard | gap dropped | closure vs standard | "

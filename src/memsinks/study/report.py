@@ -12,8 +12,8 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .analysis import forgetting_rate  # noqa: E402
-from .methods import METHODS  # noqa: E402
+from ..measure.forgetting import forgetting_rate  # noqa: E402
+from ..methods import METHODS  # noqa: E402
 
 MODE_NAMES = {"off": "full model", "keep": "sinks kept (x p_active)", "drop": "sinks dropped",
               "own": "own training mask"}
