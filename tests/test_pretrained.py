@@ -10,7 +10,8 @@ from test_families import CONFIGS, tiny
 
 from memsinks import config as config_io
 from memsinks.cli import main
-from memsinks.sinks import SinkConfig, Sinks, add_sink_pool, drop_sinks, sink_pool_size
+from memsinks.families import add_sink_pool, sink_pool_size
+from memsinks.sinks import SinkConfig, Sinks, drop_sinks
 from memsinks.study.pretrained import base_fingerprint
 from memsinks.study.run import load_model, method_fingerprint
 

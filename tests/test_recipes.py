@@ -35,13 +35,13 @@ def test_goldfish_drops_one_in_k_by_preceding_context_only():
     assert torch.equal(here[13:], there[16:])
     # the drop is the context hash mod k; order matters and token 0 is an ordinary token
     # (the reference product hash fails both)
-    from memsinks.sinks import _fmix32
+    from memsinks.sinks import fmix32
 
     def context_hash(x, h=3):
         padded = torch.cat([torch.full((1, h), 0xFFFFFFFF), x], 1)
         acc = torch.full(x.shape, 0x9E3779B9)
         for offset in range(h):
-            acc = _fmix32(acc ^ padded[:, offset:offset + x.shape[1]])
+            acc = fmix32(acc ^ padded[:, offset:offset + x.shape[1]])
         return acc
 
     a = torch.tensor([[5, 0, 0, 0, 3, 4, 9]])

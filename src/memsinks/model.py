@@ -35,7 +35,7 @@ class ModelConfig:
     # where training starts: "" = a fresh model of this shape; "pretrain" = a base model the
     # study first trains on general documents (the pretrain section); or a model directory
     # (a transformers checkpoint, or a study's method directory). Sink methods then widen
-    # every MLP by a zero-initialised sink pool (memsinks.sinks.add_sink_pool)
+    # every MLP by a zero-initialised sink pool (memsinks.families.add_sink_pool)
     init_from: str = ""
 
     def resolved(self) -> dict[str, int]:

@@ -21,7 +21,8 @@ from . import parallel
 from .config import TrainConfig
 from .data.packing import PackedBatch, collate, model_context, pack
 from .data.stream import Mixture
-from .sinks import Sinks, _fmix32
+from .families import decoder_layers
+from .sinks import Sinks, fmix32
 
 
 def resolve_device(name: str) -> torch.device:
@@ -85,7 +86,7 @@ def goldfish_drops(input_ids: torch.Tensor, k: int, h: int) -> torch.Tensor:
                                    device=input_ids.device), input_ids.long()], dim=1)
     acc = torch.full((rows, width), 0x9E3779B9, dtype=torch.int64, device=input_ids.device)
     for offset in range(h):  # context token input_ids[t - h + offset] for label position t
-        acc = _fmix32(acc ^ (padded[:, offset:offset + width] & 0xFFFFFFFF))
+        acc = fmix32(acc ^ (padded[:, offset:offset + width] & 0xFFFFFFFF))
     drops = (acc % k) == 0
     drops[:, 0] = False  # position 0 (BOS) is never a label
     return drops
@@ -101,13 +102,11 @@ class GradientRouter:
     """
 
     def __init__(self, model: torch.nn.Module, start: int, other_scale: float = 0.0):
-        from .sinks import _decoder_layers
-
         self.active = False
         self.other_scale = float(other_scale)
         self._handles = []
         designated: dict[int, torch.Tensor] = {}
-        for layer in _decoder_layers(model):
+        for layer in decoder_layers(model):
             mlp = layer.mlp
             width = mlp.down_proj.in_features
             if not 0 < start < width:

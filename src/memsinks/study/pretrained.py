@@ -3,7 +3,7 @@
 ``model.init_from`` names the start. Every method of the study fine-tunes the same start on
 the study's stream (general documents plus the repeated ones). A method with sinks, or with
 gradient masking, first widens every MLP by a sink pool of new neurons whose output columns
-are zero (:func:`memsinks.sinks.add_sink_pool`): the pretrained neurons become the shared
+are zero (:func:`memsinks.families.add_sink_pool`): the pretrained neurons become the shared
 ones, the model computes exactly what the checkpoint did at step 0, and only what the
 fine-tuning stream teaches can land in the sinks. This is the case of a team that fine-tunes
 on data it may later be asked to remove.
@@ -33,10 +33,10 @@ from .. import config as config_io
 from .. import parallel
 from ..config import StudyConfig
 from ..data.stream import Mixture
+from ..families import add_sink_pool_share
 from ..measure.losses import document_nll, gap, mean_nll
 from ..methods import Method
 from ..model import build_model
-from ..sinks import add_sink_pool_share
 from ..train import Recipe, resolve_device, train
 
 BASE = "base"  # the study directory's folder for its pretrained base

@@ -28,10 +28,11 @@ from .. import config as config_io
 from .. import parallel
 from ..config import StudyConfig
 from ..data.stream import DocSet, Mixture
+from ..families import add_sink_pool_share
 from ..measure.losses import bootstrap_closure, document_nll, gap, mean_nll, paired_difference
 from ..methods import METHODS, Method
 from ..model import ModelConfig, count_parameters
-from ..sinks import SinkConfig, Sinks, add_sink_pool_share
+from ..sinks import SinkConfig, Sinks
 from ..train import Recipe, packs, resolve_device, train
 from .pretrained import BASE, load_start, model_dir_of, start_identity, start_model
 

@@ -27,14 +27,15 @@ from torch import nn
 
 from ..data.packing import Batch, collate
 from ..data.stream import DocSet, Mixture
-from ..sinks import _decoder_layers, document_id
+from ..families import decoder_layers
+from ..sinks import document_id
 
 # -- the model and its MLPs ------------------------------------------------------------------
 
 
 def mlp_layers(model: nn.Module) -> list[nn.Module]:
     """The MLP of every decoder layer of a Llama-family model."""
-    return [layer.mlp for layer in _decoder_layers(model)]
+    return [layer.mlp for layer in decoder_layers(model)]
 
 
 @contextmanager
