@@ -23,10 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from memsinks.config import TrainConfig, load
+from memsinks.config import TrainConfig, load, mixture_of
 from memsinks.data.stream import BOS, EOS, PAD
 from memsinks.model import ModelConfig, build_model
-from memsinks.study.run import mixture_of
 from memsinks.train import Recipe, make_optimizer, rows_nll, step_batch
 
 ROOT = Path(__file__).resolve().parent.parent

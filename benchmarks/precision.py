@@ -15,8 +15,8 @@ import time
 
 import torch
 
+from memsinks.device import autocast
 from memsinks.model import ModelConfig, build_model, count_non_embedding
-from memsinks.train import autocast
 
 
 def step_seconds(model, optimizer, batch: torch.Tensor, precision: str) -> float:

@@ -79,7 +79,7 @@ def main() -> None:
     if args.matched or args.only_matched:
         if args.only_matched:
             studies.pop("text")
-        from memsinks.study.run import mixture_of
+        from memsinks.config import mixture_of
 
         vocab = mixture_of(studies["built-in"]).vocab_size
         for packed in (True, False):

@@ -183,7 +183,7 @@ def test_a_second_process_on_the_same_method_directory_is_told_who_holds_it(tmp_
 
 
 def test_a_truncated_saved_model_is_named_with_the_fix(tmp_path):
-    from memsinks.study.run import load_model, save_model
+    from memsinks.modelio import load_model, save_model
 
     model = build_model(ModelConfig(num_layers=1, hidden_size=32, intermediate_size=64,
                                     num_heads=2, num_kv_heads=2), 40, seed=0)

@@ -7,13 +7,8 @@ import pytest
 import torch
 
 from memsinks.data.stream import BOS, EOS, DocSet
-from memsinks.measure.losses import (
-    bootstrap_closure,
-    document_nll,
-    gap,
-    mean_nll,
-    paired_difference,
-)
+from memsinks.measure.losses import document_nll
+from memsinks.measure.stats import bootstrap_closure, gap, mean_nll, paired_difference
 from memsinks.model import ModelConfig, build_model
 from memsinks.sinks import SinkConfig, Sinks, document_id
 

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from memsinks import config as config_io
+from memsinks.config import mixture_of
 from memsinks.data.keys import key_ids, parse_key, value_id
 from memsinks.sinks import document_id
-from memsinks.study.run import method_fingerprint, mixture_of
+from memsinks.study.fingerprint import method_fingerprint
 
 SMALL = ["data.n_repeated=8", "data.repetitions=6", "data.n_validation=8", "train.steps=40",
          "train.batch_size=8"]

@@ -10,8 +10,8 @@ import yaml
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from memsinks.integrations.litgpt import convert_litgpt, register, save_as_memsinks
+from memsinks.modelio import load_model
 from memsinks.sinks import Sinks, drop_sinks, reference_sink_masks
-from memsinks.study.run import load_model
 
 LAYERS, HIDDEN, HEADS, GROUPS, WIDTH, VOCAB = 2, 64, 4, 2, 96, 100
 HEAD_SIZE = HIDDEN // HEADS

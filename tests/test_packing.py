@@ -182,7 +182,7 @@ def test_training_loop_with_packing_logs_the_unpacked_loss(tmp_path):
 
 def test_packing_keeps_the_method_fingerprint_and_a_set_row_length_changes_it():
     from memsinks.config import StudyConfig
-    from memsinks.study.run import method_fingerprint
+    from memsinks.study.fingerprint import method_fingerprint
 
     base = StudyConfig()
     plain = method_fingerprint(base, "standard")

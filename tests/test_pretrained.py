@@ -11,9 +11,10 @@ from test_families import CONFIGS, tiny
 from memsinks import config as config_io
 from memsinks.cli import main
 from memsinks.families import add_sink_pool, sink_pool_size
+from memsinks.modelio import load_model
 from memsinks.sinks import SinkConfig, Sinks, drop_sinks
+from memsinks.study.fingerprint import method_fingerprint
 from memsinks.study.pretrained import base_fingerprint
-from memsinks.study.run import load_model, method_fingerprint
 
 SMOKE = ["configs/smoke.yaml", "methods=[standard,memsinks,memsinks-repeated,gradient-mask]",
          "sinks.drop_rescale=none"]

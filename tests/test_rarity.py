@@ -11,7 +11,7 @@ from memsinks.data.rarity import NgramIndex, ngram_hashes
 from memsinks.data.stream import Mixture
 from memsinks.model import ModelConfig, build_model
 from memsinks.sinks import SinkConfig, Sinks
-from memsinks.study.run import method_fingerprint
+from memsinks.study.fingerprint import method_fingerprint
 from memsinks.train import Recipe, rows_nll, step_batch
 
 

@@ -188,7 +188,7 @@ def test_shared_grad_scales_everything_but_the_documents_own_sinks(scale):
 
 def test_shared_grad_enters_the_fingerprint_only_when_set():
     from memsinks.config import StudyConfig
-    from memsinks.study.run import method_fingerprint
+    from memsinks.study.fingerprint import method_fingerprint
 
     config = StudyConfig()
     before = method_fingerprint(config, "memsinks-repeated")

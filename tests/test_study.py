@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from memsinks.cli import main
-from memsinks.study.run import evaluate_saved, load_model
+from memsinks.modelio import load_model
+from memsinks.study.run import evaluate_saved
 
 
 @pytest.fixture(scope="module")
@@ -187,9 +188,8 @@ def test_deleting_one_document_raises_its_loss_more_than_the_others(study):
     assert [r["index"] for r in result["targets"]] == [0, 3]
     assert (study / "memsinks" / "deletion.png").is_file()
     model, sinks = load_model(study / "memsinks" / "model")
-    from memsinks.config import load
+    from memsinks.config import load, mixture_of
     from memsinks.measure.losses import document_nll
-    from memsinks.study.run import mixture_of
 
     mixture = mixture_of(load(study / "config.yaml"))
     repeated = mixture.repeated
@@ -246,7 +246,7 @@ def test_frontier_compares_other_streams_of_the_same_documents_only(study, tmp_p
 
 def test_ladder_groups_studies_by_size_and_combines_seeds(study, tmp_path, capsys):
     from memsinks.model import count_non_embedding
-    from memsinks.study.run import load_model
+    from memsinks.modelio import load_model
 
     results = json.loads((study / "results.json").read_text())
     out = tmp_path / "ladder"

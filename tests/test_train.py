@@ -97,7 +97,7 @@ def test_forgetting_rate_recovers_the_loss_between_repetitions():
 
 def test_bf16_training_on_cpu_is_close_to_fp32_and_enters_the_fingerprint(tmp_path):
     from memsinks.config import StudyConfig
-    from memsinks.study.run import method_fingerprint
+    from memsinks.study.fingerprint import method_fingerprint
 
     data = DataConfig(n_repeated=4, repetitions=3, n_validation=4)
     mixture = Mixture(data, steps=6, batch_size=8)

@@ -64,7 +64,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from .study.run import export_dropped
+    from .study.export import export_dropped
 
     method_dir = Path(args.method_dir)
     print(export_dropped(method_dir, Path(args.out) if args.out else method_dir / "export"))
@@ -144,7 +144,7 @@ def cmd_theory(args: argparse.Namespace) -> None:
 
 def cmd_add_sinks(args: argparse.Namespace) -> None:
     from .sinks import SinkConfig
-    from .study.run import widen_checkpoint
+    from .study.export import widen_checkpoint
 
     sink_config = SinkConfig(p_shared=args.p_shared, p_active=args.p_active, seed=args.seed,
                              mask=args.mask, drop_rescale="none")

@@ -16,6 +16,7 @@ import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -24,7 +25,6 @@ from torch import nn
 from .families import model_family, rebuild_mlps
 
 MODES = ("off", "train", "own", "keep", "drop", "exclude")
-RESCALES = ("paper", "mass", "none")
 _M32 = 0xFFFFFFFF
 
 
@@ -78,47 +78,55 @@ def reference_sink_masks(ids: torch.Tensor, n_sink: int, p_active: float) -> tor
     return (values.double() / REFERENCE_M) < p_active
 
 
-MASKS = ("hash", "reference")
-TOKENS = ("all", "rare")
+Rescale = Literal["paper", "mass", "none"]
+Mask = Literal["hash", "reference"]
+Tokens = Literal["all", "rare"]
+RESCALES, MASKS, TOKENS = get_args(Rescale), get_args(Mask), get_args(Tokens)
 
 
 @dataclass
 class SinkConfig:
     """How the MLP hidden neurons are split and used."""
 
-    p_shared: float = 0.7  # fraction of hidden neurons that are shared (always on)
-    p_active: float = 0.3  # fraction of the sink pool a document switches on
-    seed: int = 0  # salt of the mask hash
-    drop_rescale: str = "paper"  # shared-neuron factor in drop mode: paper | mass | none
-    # scale on the gradient a document with sinks sends to every parameter outside its sinks
-    # (shared neurons, attention, embeddings); 1 = the paper. Below 1 the shared part learns
-    # less from repeated documents while their sinks learn as much (this project's variant)
+    p_shared: float = 0.7
+    """Fraction of hidden neurons that are shared (always on)."""
+    p_active: float = 0.3
+    """Fraction of the sink pool a document switches on."""
+    seed: int = 0
+    """Salt of the mask hash."""
+    drop_rescale: Rescale = "paper"
+    """Shared-neuron factor in drop mode: paper | mass | none (see Sinks.drop_scale)."""
     shared_grad: float = 1.0
-    # the occurrence from which shared_grad applies: a document's first shared_grad_from
-    # occurrences train every parameter fully (0: all occurrences are scaled). Models learn a
-    # domain before they memorize its documents, so early occurrences can teach the shared
-    # neurons the domain and later ones only the sinks
+    """Scale on the gradient a document with sinks sends to every parameter outside its sinks
+    (shared neurons, attention, embeddings); 1 = the paper. Below 1 the shared part learns less
+    from repeated documents while their sinks learn as much (this project's variant)."""
     shared_grad_from: int = 0
-    # every plain_every-th occurrence of a document (the 1st, (m+1)-th, ...) trains as a plain
-    # document: no sinks, every parameter fully; the others keep their sinks and shared_grad.
-    # With shared_grad = 0 the shared part sees each document 1/m as often (0: off)
+    """The occurrence from which shared_grad applies: a document's first shared_grad_from
+    occurrences train every parameter fully (0: all occurrences are scaled). Models learn a
+    domain before they memorize its documents, so early occurrences can teach the shared
+    neurons the domain and later ones only the sinks."""
     plain_every: int = 0
-    # hash: this project's counter-based hash (ID 0 = no sinks); reference: the authors' masks,
-    # bit-compatible with their checkpoints (see reference_sink_masks)
-    mask: str = "hash"
-    # centred masks (this project's variant): a document's sinks are x(1 - p_active) and every
-    # other sink x(-p_active), so the masks average to zero over documents. The sinks can then
-    # hold no component common to all documents (a domain), which only the shared neurons can
-    # learn; drop mode, sinks x0, is the average of the training-time models over IDs
+    """Every plain_every-th occurrence of a document (the 1st, (m+1)-th, ...) trains as a plain
+    document: no sinks, every parameter fully; the others keep their sinks and shared_grad.
+    With shared_grad = 0 the shared part sees each document 1/m as often (0: off)."""
+    mask: Mask = "hash"
+    """hash: this project's counter-based hash (ID 0 = no sinks); reference: the authors'
+    masks, bit-compatible with their checkpoints (see reference_sink_masks)."""
     centered: bool = False
-    # which tokens of a document with sinks switch them on (this project's variant). all: every
-    # token (the paper). rare: only positions whose next token is rare, i.e. the n-gram of
-    # rare_n tokens ending at it occurs in fewer than rare_docs distinct training documents
-    # (memsinks.data.rarity); elsewhere the document trains the shared neurons alone, and
-    # shared_grad then scales only the rare tokens' gradient outside the sinks
-    tokens: str = "all"
+    """Centred masks (this project's variant): a document's sinks are x(1 - p_active) and every
+    other sink x(-p_active), so the masks average to zero over documents. The sinks can then
+    hold no component common to all documents (a domain), which only the shared neurons can
+    learn; drop mode, sinks x0, is the average of the training-time models over IDs."""
+    tokens: Tokens = "all"
+    """Which tokens of a document with sinks switch them on (this project's variant). all:
+    every token (the paper). rare: only positions whose next token is rare, i.e. the n-gram of
+    rare_n tokens ending at it occurs in fewer than rare_docs distinct training documents
+    (memsinks.data.rarity); elsewhere the document trains the shared neurons alone, and
+    shared_grad then scales only the rare tokens' gradient outside the sinks."""
     rare_n: int = 3
+    """tokens = rare: the length of the n-grams counted."""
     rare_docs: int = 2
+    """tokens = rare: an n-gram is rare when fewer training documents than this hold it."""
 
     def validate(self) -> None:
         for name in ("p_shared", "p_active"):

@@ -49,6 +49,7 @@ import numpy as np
 from numpy.lib import format as npy
 from tqdm import tqdm
 
+from ..files import replacing
 from ..locking import exclusive
 from ..sinks import document_id
 from .sources import TextTokenizer, read_records, source_files
@@ -397,14 +398,5 @@ def _write_header(handle: IO[bytes], count: int) -> None:
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
+    with replacing(path, durable=True, unique=True) as tmp, open(tmp, "w") as f:
         json.dump(data, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # the rename itself survives a crash
-    finally:
-        os.close(directory)

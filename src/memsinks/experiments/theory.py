@@ -56,6 +56,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
+
+from ..coerce import coerce
+from ..measure.stats import mean_se
 
 KINDS = ("natural", "canary", "domain")
 SINK_VARIANTS = ("extension", "paper", "centered")
@@ -413,11 +417,7 @@ def run_seed(config: TheoryConfig, kind: str, seed: int,
 
 
 def _mean_se(values: list[float]) -> list[float]:
-    a = np.asarray([v for v in values if math.isfinite(v)], dtype=float)
-    if len(a) == 0:
-        return [math.nan, math.nan]
-    se = float(a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else math.nan
-    return [float(a.mean()), se]
+    return list(mean_se(values))
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -604,16 +604,8 @@ def parse_overrides(pairs: list[str], config: TheoryConfig | None = None) -> The
         key, sep, value = pair.partition("=")
         if not sep or key not in fields:
             raise ValueError(f"expected key=value with key in {sorted(fields)}, got {pair!r}")
-        current = getattr(config, key)
-        if isinstance(current, tuple):  # seeds=0,1,2 (int); private_sweep=0.1,1 (float)
-            cast = int if key == "seeds" else float
-            changes[key] = tuple(cast(v) for v in value.split(",") if v.strip())
-        elif isinstance(current, bool):
-            if value.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(f"{key} takes true or false, got {value!r}")
-            changes[key] = value.lower() in ("true", "1")
-        else:
-            changes[key] = type(current)(value)
+        # seeds=0,1,2 (int); private_sweep=0.1,1 (float); booleans true/false
+        changes[key] = coerce(TheoryConfig, key, yaml.safe_load(value) if value else "")
     return dataclasses.replace(config, **changes)
 
 

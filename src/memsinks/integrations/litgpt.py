@@ -313,8 +313,8 @@ def convert_litgpt(checkpoint: str | Path | Mapping[str, torch.Tensor],
 def save_as_memsinks(model, sink_config: SinkConfig, n_shared: int, out_dir: str | Path) -> Path:
     """Write ``model`` as a memsinks model directory (``memsinks.experiment.load_model``
     reads it): transformers weights plus ``sinks.json`` with the sink split."""
+    from ..modelio import save_model
     from ..sinks import Sinks
-    from ..study.run import save_model
 
     out = Path(out_dir)
     if out.exists() and not (out.is_dir() and (not any(out.iterdir())

@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from .stats import mean_se
+
 
 def _panel(metrics: dict, mode: str, start_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """(documents x evaluations) arrays of steps since last seen and excess L(H) − L(doc), for
@@ -88,8 +90,9 @@ def forgetting_rate(metrics: dict, start_fraction: float = 0.5, resamples: int =
             chosen = within[(since >= lo) & (since < hi)]
             if len(chosen) > 1:
                 centers.append(float((lo + hi) / 2))
-                binned.append(float(chosen.mean()))
-                binned_se.append(float(chosen.std(ddof=1) / math.sqrt(len(chosen))))
+                mean, se = mean_se(chosen)
+                binned.append(mean)
+                binned_se.append(se)
         out[mode] = {"since": centers, "excess": binned, "excess_se": binned_se,
                      "lost": lost, "lost_se": lost_se, "spacing": spacing,
                      "mean_excess": mean_excess,

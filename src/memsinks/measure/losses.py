@@ -1,16 +1,18 @@
-"""Per-document losses under each sink mode; gap, closure and their uncertainties."""
+"""Per-document losses of the sets R, H and V under each sink mode, and their summaries."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
 
 from ..data.packing import PackedBatch, collate, model_context, pack
-from ..data.stream import DocSet
+from ..data.stream import DocSet, Mixture
+from ..device import autocast
+from ..methods import Method
 from ..sinks import Sinks
-from ..train import autocast
+from .stats import gap, mean_nll
+
+SETS = ("R", "H", "V")
 
 
 @torch.no_grad()
@@ -58,51 +60,20 @@ def document_nll(model: torch.nn.Module, docs: DocSet, sinks: Sinks | None = Non
     return sums
 
 
-def mean_nll(sums: np.ndarray, counts: np.ndarray) -> tuple[float, float]:
-    """Token-weighted mean NLL (every predicted token counted once) and its standard error.
-
-    The error is the ratio estimator's, from per-document residuals.
-    """
-    sums, counts = np.asarray(sums, float), np.asarray(counts, float)
-    mean = sums.sum() / counts.sum()
-    m = len(sums)
-    if m < 2:
-        return float(mean), float("nan")
-    residual = sums - mean * counts
-    se = math.sqrt((residual**2).sum() / (m * (m - 1))) / counts.mean()
-    return float(mean), float(se)
+def sets_of(mixture: Mixture, limit: int | None = None) -> dict[str, DocSet]:
+    sets = {"R": mixture.repeated, "H": mixture.heldout, "V": mixture.validation}
+    return {k: (s.subset(limit) if limit else s) for k, s in sets.items()}
 
 
-def gap(h_sums, h_counts, r_sums, r_counts) -> tuple[float, float]:
-    """L(H) - L(R) with the error of independent sets."""
-    lh, se_h = mean_nll(h_sums, h_counts)
-    lr, se_r = mean_nll(r_sums, r_counts)
-    return lh - lr, math.sqrt(se_h**2 + se_r**2)
+def evaluate_modes(model, sinks: Sinks | None, method: Method, sets: dict[str, DocSet]
+                   ) -> dict[str, dict[str, np.ndarray]]:
+    """Per-document NLL sums for every evaluation mode of the method and every set."""
+    return {mode: {name: document_nll(model, docs, sinks, mode) for name, docs in sets.items()}
+            for mode in method.modes}
 
 
-def bootstrap_closure(std: dict, other: dict, counts: dict, rounds: int = 2000,
-                      seed: int = 0) -> tuple[float, float]:
-    """closure = (Gap_a - Gap_b) / Gap_a with a paired bootstrap over R and H documents.
-
-    ``std`` and ``other`` map "R" and "H" to per-document NLL sums on the same documents, so
-    resampling a document resamples it in both models.
-    """
-    def closure(idx_r, idx_h):
-        def g(sums):
-            lh = sums["H"][idx_h].sum() / counts["H"][idx_h].sum()
-            lr = sums["R"][idx_r].sum() / counts["R"][idx_r].sum()
-            return lh - lr
-        base = g(std)
-        return (base - g(other)) / base
-
-    n_r, n_h = len(counts["R"]), len(counts["H"])
-    point = closure(np.arange(n_r), np.arange(n_h))
-    rng = np.random.default_rng(seed)
-    draws = [closure(rng.integers(0, n_r, n_r), rng.integers(0, n_h, n_h))
-             for _ in range(rounds)]
-    return float(point), float(np.std(draws, ddof=1))
-
-
-def paired_difference(a: np.ndarray, b: np.ndarray, counts: np.ndarray) -> tuple[float, float]:
-    """L_a - L_b on the same documents, with the paired error."""
-    return mean_nll(np.asarray(a) - np.asarray(b), counts)
+def summarize_mode(sums: dict[str, np.ndarray], sets: dict[str, DocSet]) -> dict:
+    counts = {k: s.predicted_tokens for k, s in sets.items()}
+    out = {f"L_{k}": list(mean_nll(sums[k], counts[k])) for k in SETS}
+    out["gap"] = list(gap(sums["H"], counts["H"], sums["R"], counts["R"]))
+    return out

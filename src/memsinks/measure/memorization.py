@@ -20,9 +20,10 @@ import torch
 
 from ..data.packing import collate
 from ..data.stream import BOS, DocSet
+from ..device import autocast
 from ..sinks import Sinks
-from ..train import autocast
-from .losses import document_nll, mean_nll
+from .losses import document_nll
+from .stats import mean_nll, mean_se
 
 STATIC_MODES = ("off", "keep", "drop", "exclude")
 MIA_SCORES = ("loss", "zlib", "min_k", "min_k_plus_plus")
@@ -53,16 +54,6 @@ def _static_gate(sinks: Sinks | None, mode: str, what: str, exclude: Iterable[in
         raise ValueError(f"sink mode {mode!r} needs per-token document ids, which {what} does "
                          f"not have; use one of {', '.join(STATIC_MODES)}")
     return sinks.mode_of(mode, exclude=exclude)
-
-
-def _mean_se(values: np.ndarray) -> tuple[float, float]:
-    values = np.asarray(values, float)
-    values = values[~np.isnan(values)]
-    if len(values) == 0:
-        return float("nan"), float("nan")
-    if len(values) < 2:
-        return float(values.mean()), float("nan")
-    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values)))
 
 
 def _generation_arguments(model: torch.nn.Module) -> tuple[str, dict]:
@@ -194,7 +185,7 @@ def extraction(model: torch.nn.Module, docs: DocSet, prefix_lengths: Sequence[in
             summary: dict = {"n": int(len(rows))}
             for name, key in (("exact", "rate"), ("match_fraction", "match_fraction"),
                               ("rouge_l", "rouge_l"), ("divergence", "divergence")):
-                summary[key], summary[f"{key}_se"] = _mean_se(per_doc[name])
+                summary[key], summary[f"{key}_se"] = mean_se(per_doc[name])
             summary["per_doc"] = per_doc
             by_prefix[int(k)] = summary
     pythia = by_prefix[32]["match_fraction"] if 32 in by_prefix and length == 32 else None
@@ -494,8 +485,8 @@ def exposure(model: torch.nn.Module, canaries: DocSet, vocabulary: Sequence[int]
         else:
             bits = -skew_normal_logcdf(float(x), xi, omega, alpha) / math.log(2)
         extrapolated[i] = min(max(bits, 0.0), log2_space[i])
-    emp_mean, emp_se = _mean_se(empirical)
-    ext_mean, ext_se = _mean_se(extrapolated)
+    emp_mean, emp_se = mean_se(empirical)
+    ext_mean, ext_se = mean_se(extrapolated)
     return {"n_candidates": n_candidates, "max_empirical": math.log2(n_candidates + 1),
             "empirical": empirical, "extrapolated": extrapolated, "nll": canary_nll,
             "log2_space": log2_space, "empirical_mean": emp_mean, "empirical_se": emp_se,

@@ -13,9 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import mixture_of, study_config_of
+from ..files import atomic_write
 from ..measure.losses import document_nll
+from ..measure.stats import mean_se
 from ..methods import METHODS
-from .run import atomic_write, load_model, mixture_of, study_config_of
+from ..modelio import load_model
 
 
 def deletion_effects(model, sinks, repeated, others: dict, targets: list[int]) -> dict:
@@ -41,28 +44,24 @@ def deletion_effects(model, sinks, repeated, others: dict, targets: list[int]) -
         rise = after - base
         group = own == doc_id
         mine, rest = rise[group], rise[~group]
+        target_rise, target_rise_se = mean_se(mine)
+        others_rise, others_rise_se = mean_se(rest)
         row = {"index": int(t), "id": doc_id, "group_size": int(group.sum()),
-               "target_rise": float(mine.mean()),
-               "target_rise_se": (float(mine.std(ddof=1) / np.sqrt(len(mine)))
-                                  if len(mine) > 1 else float("nan")),
-               "others_rise": float(rest.mean()) if len(rest) else float("nan"),
-               "others_rise_se":
-               float(rest.std(ddof=1) / np.sqrt(len(rest))) if len(rest) > 1 else float("nan"),
+               "target_rise": target_rise, "target_rise_se": target_rise_se,
+               "others_rise": others_rise, "others_rise_se": others_rise_se,
                "others_max_rise": float(rest.max()) if len(rest) else float("nan")}
         for name, docs in others.items():
             moved = (document_nll(model, docs, sinks, "exclude", exclude=(doc_id,))
                      / docs.predicted_tokens) - base_sets[name]
             row[f"{name}_rise"] = float(moved.mean())
         rows.append(row)
-    rises = np.array([r["target_rise"] for r in rows])
-    rest = np.array([r["others_rise"] for r in rows])
-    return {"targets": rows, "mean_target_rise": float(rises.mean()),
-            "mean_target_rise_se": (float(rises.std(ddof=1) / np.sqrt(len(rises)))
-                                    if len(rises) > 1 else float("nan")),
-            "mean_others_rise": float(rest.mean()),
-            "mean_others_rise_se": (float(rest.std(ddof=1) / np.sqrt(len(rest)))
-                                    if len(rest) > 1 else float("nan")),
-            "selectivity": float(rises.mean() / rest.mean()) if rest.mean() > 0 else None}
+    mean_target_rise, mean_target_rise_se = mean_se([r["target_rise"] for r in rows])
+    mean_others_rise, mean_others_rise_se = mean_se([r["others_rise"] for r in rows])
+    return {"targets": rows, "mean_target_rise": mean_target_rise,
+            "mean_target_rise_se": mean_target_rise_se,
+            "mean_others_rise": mean_others_rise, "mean_others_rise_se": mean_others_rise_se,
+            "selectivity": (mean_target_rise / mean_others_rise if mean_others_rise > 0
+                            else None)}
 
 
 def delete_documents(method_dir: Path, count: int = 16, indices: list[int] | None = None,

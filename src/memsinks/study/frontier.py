@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..measure.losses import bootstrap_closure, mean_nll, paired_difference
-from .run import SETS, mixture_of, sets_of, study_config_of
-from .sweep import over_seeds
+from ..config import mixture_of, study_config_of
+from ..measure.losses import SETS, sets_of
+from ..measure.stats import bootstrap_closure, mean_nll, over_seeds, paired_difference
 
 
 def _sums(method_dir: Path, mode: str | None = None) -> tuple[str, dict[str, np.ndarray]]:

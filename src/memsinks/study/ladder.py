@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .sweep import over_seeds
+from ..measure.stats import over_seeds
 
 METRICS = (("closure_vs_standard", "closure"), ("dLH_rel_vs_standard", "L(H) vs standard"),
            ("dLV_rel_vs_standard", "L(V) vs standard"))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from contextlib import nullcontext
@@ -33,11 +32,13 @@ from .. import config as config_io
 from .. import parallel
 from ..config import StudyConfig
 from ..data.stream import Mixture
+from ..device import resolve_device
 from ..families import add_sink_pool_share
+from ..files import atomic_write, replacing
 from ..measure.losses import document_nll, gap, mean_nll
 from ..methods import Method
 from ..model import build_model
-from ..train import Recipe, resolve_device, train
+from ..train import Recipe, train
 
 BASE = "base"  # the study directory's folder for its pretrained base
 _WEIGHTS = ("*.safetensors", "*.bin")
@@ -173,14 +174,9 @@ def ensure_base(config: StudyConfig, mixture: Mixture, run_dir: Path,
                        "gap": list(gap(losses["H"], counts["H"], losses["R"], counts["R"])),
                        "train_seconds": trained["train_seconds"],
                        "tokens": trained["tokens"], "wall_seconds": time.time() - started}
-            tmp = model_dir.with_name("model.tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            model.save_pretrained(tmp, safe_serialization=True, state_dict=weights)
-            shutil.rmtree(model_dir, ignore_errors=True)
-            os.replace(tmp, model_dir)
-            tmp_metrics = metrics_path.with_name("metrics.json.tmp")
-            tmp_metrics.write_text(json.dumps(metrics, indent=1))
-            os.replace(tmp_metrics, metrics_path)
+            with replacing(model_dir) as tmp:
+                model.save_pretrained(tmp, safe_serialization=True, state_dict=weights)
+            atomic_write(metrics_path, json.dumps(metrics, indent=1))
             shutil.rmtree(base_dir / "checkpoint", ignore_errors=True)
             if progress:
                 print(f"[base] L(R) {metrics['L_R'][0]:.4f} L(H) {metrics['L_H'][0]:.4f} "

@@ -6,43 +6,36 @@ configuration is loaded from disk, so an interrupted study resumes where it stop
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import platform
 import shutil
 import subprocess
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, replace
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
 
 from .. import checkpoint as ckpt
 from .. import config as config_io
 from .. import parallel
-from ..config import StudyConfig
-from ..data.stream import DocSet, Mixture
-from ..families import add_sink_pool_share
-from ..measure.losses import bootstrap_closure, document_nll, gap, mean_nll, paired_difference
+from ..config import StudyConfig, mixture_of, study_config_of
+from ..data.stream import Mixture
+from ..device import resolve_device
+from ..files import atomic_write, replacing
+from ..measure.losses import SETS, evaluate_modes, sets_of, summarize_mode
+from ..measure.stats import bootstrap_closure, mean_nll, paired_difference
 from ..methods import METHODS, Method
 from ..model import ModelConfig, count_parameters
+from ..modelio import load_model, save_model
 from ..sinks import SinkConfig, Sinks
-from ..train import Recipe, packs, resolve_device, train
-from .pretrained import BASE, load_start, model_dir_of, start_identity, start_model
-
-SETS = ("R", "H", "V")
-
-
-def atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+from ..train import Recipe, train
+from .fingerprint import method_fingerprint
+from .pretrained import BASE, start_model
 
 
 def environment() -> dict:
@@ -57,96 +50,6 @@ def environment() -> dict:
             "transformers": transformers.__version__, "numpy": np.__version__,
             "platform": platform.platform(), "git_commit": commit,
             "threads": torch.get_num_threads()}
-
-
-_LATER_FIELDS = {"drop_rescale": None, "mlp_width": "full", "goldfish_k": 0, "goldfish_h": 13,
-                 "gradient_mask": False}
-# train fields added later enter the hash only when set; these never change the trained model
-_LATER_TRAIN = {"grad_accum": 1, "parallel": "auto", "compile": False, "row_len": 0,
-                "precision": "auto"}
-_LATER_DATA = {"general_source": "", "repeated_source": "", "tokenizer": "train:bpe",
-               "vocab_size": 8192, "tokenizer_docs": 20000, "min_tokens": 16, "max_tokens": 0}
-# in the hash only when set
-_LATER_DATA_SET = {"in_domain_share": None, "n_heldout": 0, "sink_key": "hash", "perturb": 0.0,
-                   "sources": 0}
-# packing trains the same documents per step to the same gradients up to float rounding
-# (tests/test_packing.py: 1e-5, about 2e-7 measured), so like threads it does not enter the hash;
-# row_len does when set, since a row shorter than a document splits it. For text corpora
-# packing also keeps long general documents whole (other tokens are trained), which
-# method_fingerprint marks as data.whole_documents; the built-in corpus has no long documents.
-_NOT_TRAINING = ("threads", "checkpoint_every", "packing")
-
-
-def method_fingerprint(config: StudyConfig, method: str) -> str:
-    """Hash of everything that determines a method's trained model."""
-    relevant = {k: v for k, v in config_io.to_dict(config).items()
-                if k not in ("name", "methods", "out_dir")}
-    spec = METHODS[method]
-    # fields added to Method later enter the hash only when set, so older runs stay valid
-    relevant["method"] = {k: v for k, v in asdict(spec).items()
-                          if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]}
-    for key, default in (("shared_grad", 1.0), ("mask", "hash"), ("centered", False),
-                         ("tokens", "all"), ("rare_n", 3), ("rare_docs", 2),
-                         ("shared_grad_from", 0), ("plain_every", 0)):
-        # added later: hashed if set
-        if relevant["sinks"].get(key) == default:
-            relevant["sinks"].pop(key)
-    if relevant["sinks"].get("tokens", "all") == "all":  # n-gram settings only matter with rare
-        relevant["sinks"].pop("rare_n", None)
-        relevant["sinks"].pop("rare_docs", None)
-    if spec.mlp_width == "shared" or spec.gradient_mask:
-        relevant["sinks"] = {"p_shared": relevant["sinks"]["p_shared"]}
-    elif not spec.sinks:
-        relevant.pop("sinks")
-    if not relevant["data"]["general_source"]:  # text-corpus fields mean nothing otherwise
-        relevant["data"] = {k: v for k, v in relevant["data"].items() if k not in _LATER_DATA}
-    elif packs(config.train, text_corpus=True):  # packed text keeps long documents whole
-        relevant["data"]["whole_documents"] = True
-    if not (spec.sinks or spec.gradient_mask):  # keys only choose sink IDs
-        relevant["data"]["sink_key"] = "hash"
-    if not relevant["data"]["sink_key"].startswith("field:"):  # sources are a field only
-        relevant["data"]["sources"] = 0
-    relevant["data"] = {k: v for k, v in relevant["data"].items()
-                        if not (k in _LATER_DATA_SET and v == _LATER_DATA_SET[k])}
-    relevant["train"] = {k: v for k, v in relevant["train"].items()
-                         if k not in _NOT_TRAINING
-                         and not (k in _LATER_TRAIN and v == _LATER_TRAIN[k])}
-    # added later: a pretrained start enters the hash by its content (the base's fingerprint
-    # or the checkpoint's weights), not its path
-    relevant["model"].pop("init_from", None)
-    relevant.pop("pretrain", None)
-    start = start_identity(config)
-    if start is not None:
-        relevant["model"]["init_from"] = start
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def mixture_of(config: StudyConfig) -> Mixture:
-    """The study's stream; text corpora are cut to the model's context for evaluation, and for
-    training too unless rows are packed (which keeps long documents whole, split into rows)."""
-    context = config.model.resolved()["max_seq_len"]
-    return Mixture(config.data, config.train.steps, config.train.batch_size,
-                   max_tokens=context - 2,
-                   whole_documents=packs(config.train, bool(config.data.general_source)))
-
-
-def sets_of(mixture: Mixture, limit: int | None = None) -> dict[str, DocSet]:
-    sets = {"R": mixture.repeated, "H": mixture.heldout, "V": mixture.validation}
-    return {k: (s.subset(limit) if limit else s) for k, s in sets.items()}
-
-
-def evaluate_modes(model, sinks: Sinks | None, method: Method, sets: dict[str, DocSet]
-                   ) -> dict[str, dict[str, np.ndarray]]:
-    """Per-document NLL sums for every evaluation mode of the method and every set."""
-    return {mode: {name: document_nll(model, docs, sinks, mode) for name, docs in sets.items()}
-            for mode in method.modes}
-
-
-def summarize_mode(sums: dict[str, np.ndarray], sets: dict[str, DocSet]) -> dict:
-    counts = {k: s.predicted_tokens for k, s in sets.items()}
-    out = {f"L_{k}": list(mean_nll(sums[k], counts[k])) for k in SETS}
-    out["gap"] = list(gap(sums["H"], counts["H"], sums["R"], counts["R"]))
-    return out
 
 
 def _fingerprint_of(method_dir: Path) -> str | None:
@@ -281,9 +184,8 @@ def _train_method(config: StudyConfig, mixture: Mixture, name: str, method_dir: 
     weights = parallel.full_model_state(model, parallel.resolve(config.train.parallel, world))
     if world.main:
         save_model(model, sinks, method_dir / "model", weights)
-        tmp = method_dir / "nll.tmp.npz"
-        np.savez(tmp, **flat)
-        os.replace(tmp, nll_path)
+        with replacing(nll_path) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, **flat)
         atomic_write(metrics_path, json.dumps(metrics, indent=1))
         shutil.rmtree(method_dir / "checkpoint", ignore_errors=True)  # the final model is saved
     parallel.barrier(world)
@@ -300,26 +202,6 @@ def occurrence_steps(mixture: Mixture, dedup: bool, count: int) -> list[list[int
     rows = np.nonzero(mixture.stream(dedup) < 0)[0]
     codes = mixture.stream(dedup)[rows]
     return [(rows[codes == -(i + 1)] // mixture.batch_size).tolist() for i in range(count)]
-
-
-def save_model(model, sinks: Sinks | None, path: Path,
-               state_dict: dict[str, torch.Tensor] | None = None) -> None:
-    """Weights as a standard transformers checkpoint (safetensors), swapped in atomically.
-
-    ``state_dict`` gives the full weights when the model itself is sharded (FSDP).
-    """
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # a bar per one-shard save is noise in study output
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
-    if sinks is not None:
-        (tmp / "sinks.json").write_text(json.dumps(
-            {**asdict(sinks.config), "n_shared": sinks.n_shared, "n_sink": sinks.n_sink},
-            indent=1))
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(tmp, path)
 
 
 def compare(per_method: dict[str, dict], mixture: Mixture) -> dict:
@@ -464,39 +346,6 @@ def ensure_assessment(config: StudyConfig, mixture: Mixture, name: str, method_d
         print(f"[{name}] {redone} in {assessment['seconds']:.0f} s")
 
 
-def load_model(model_dir: Path):
-    """A saved model and its sinks (None for methods without sinks)."""
-    from transformers import LlamaForCausalLM
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{model_dir} holds no saved model (config.json); train the "
-                                "method first with `memsinks run` or `memsinks train`")
-    try:
-        model = LlamaForCausalLM.from_pretrained(model_dir)
-    except (OSError, ValueError, RuntimeError, SafetensorError) as error:
-        raise ValueError(f"the model in {model_dir} is truncated or corrupt ({error}); delete "
-                         f"{model_dir.parent} and rerun the study to train it again") from None
-    sinks = None
-    if (model_dir / "sinks.json").is_file():
-        saved = json.loads((model_dir / "sinks.json").read_text())
-        fields = {k: saved[k] for k in SinkConfig.__dataclass_fields__ if k in saved}
-        # n_shared as trained: a widened pretrained model's is not p_shared x its width
-        sinks = Sinks(model, SinkConfig(**fields), n_shared=saved.get("n_shared"))
-    return model, sinks
-
-
-def study_config_of(method_dir: Path) -> StudyConfig:
-    """The config of the study a method directory belongs to (``<study>/config.yaml``)."""
-    config_path = Path(method_dir).parent / "config.yaml"
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{config_path} does not exist; pass a method directory inside "
-                                "a study directory, such as runs/default/memsinks")
-    return config_io.load(config_path)
-
-
 def evaluate_saved(method_dir: Path, modes: list[str] | None = None,
                    rescale: str | None = None) -> dict:
     """Re-evaluate runs/<name>/<method>/model in the given sink modes (and drop rescale)."""
@@ -520,59 +369,3 @@ def evaluate_saved(method_dir: Path, modes: list[str] | None = None,
     return {mode: summarize_mode(s, sets) for mode, s in sums.items()}
 
 
-def export_dropped(method_dir: Path, out: Path) -> Path:
-    """Write the sinks-dropped model of a study method as a plain transformers model + tokenizer.
-
-    The sink neurons are deleted and the rescale folded into the down projection, so
-    ``AutoModelForCausalLM.from_pretrained(out)`` loads it without memsinks installed.
-    """
-    from transformers import PreTrainedTokenizerFast
-
-    from ..data.stream import SPECIALS
-    from ..sinks import drop_sinks
-
-    method_dir = Path(method_dir)
-    model, sinks = load_model(method_dir / "model")
-    plain = drop_sinks(model, sinks) if sinks is not None else model
-    tokenizer_dir = method_dir.parent / "tokenizer"  # text corpora
-    tokenizer_path = method_dir.parent / "tokenizer.json"  # the built-in corpus
-    if tokenizer_dir.is_dir():
-        from ..data.sources import TextTokenizer
-
-        tokenizer = TextTokenizer.from_saved(tokenizer_dir).hf
-    elif tokenizer_path.is_file():
-        tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(tokenizer_path),
-                                            pad_token=SPECIALS[0], bos_token=SPECIALS[1],
-                                            eos_token=SPECIALS[2], unk_token=SPECIALS[3])
-    else:
-        raise FileNotFoundError(f"{tokenizer_path} does not exist; export a method directory "
-                                "inside a study directory")
-    out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    plain.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
-    return out
-
-
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                    "vocab.json", "merges.txt", "tokenizer.model", "generation_config.json")
-
-
-def widen_checkpoint(source: str | Path, out: str | Path, sink_config: SinkConfig) -> Path:
-    """Write ``source`` (a plain checkpoint) widened by a zero-initialised sink pool to ``out``,
-    as a memsinks model directory (weights, ``sinks.json`` with ``n_shared``, tokenizer files),
-    ready for :class:`memsinks.integrations.transformers.SinkTrainer` or your own loop."""
-    sink_config.validate()
-    model_dir = model_dir_of(source)
-    model = load_start(model_dir)
-    n_shared = add_sink_pool_share(model, sink_config.p_shared, seed=sink_config.seed)
-    sinks = Sinks(model, sink_config, n_shared=n_shared)
-    out = Path(out)
-    save_model(model, sinks, out)
-    for name in _TOKENIZER_FILES:
-        if (model_dir / name).is_file():
-            shutil.copy2(model_dir / name, out / name)
-    return out

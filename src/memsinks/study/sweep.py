@@ -14,13 +14,14 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 from .. import config as config_io
+from ..files import atomic_write
 from ..measure.forgetting import forgetting_rate
+from ..measure.stats import over_seeds
 from ..methods import METHODS
-from .run import atomic_write, run_study
+from .run import run_study
 
 
 @dataclass
@@ -128,16 +129,6 @@ def flatten(results: dict) -> dict:
             if math.isfinite(f["share"]):
                 out[f"{method}/{mode}/forgetting"] = [f["share"], f["share_se"]]
     return out
-
-
-def over_seeds(pairs: list) -> list[float]:
-    """[mean, standard error] of (value, error) pairs: the error over seeds when there are
-    several, else the single run's own error."""
-    pairs = np.asarray(pairs, dtype=float)
-    values = pairs[:, 0]
-    if len(values) > 1:
-        return [float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values)))]
-    return [float(values[0]), float(pairs[0, 1])]
 
 
 def aggregate(rows: list[dict], points: list[dict], keys: list[str]) -> list[dict]:

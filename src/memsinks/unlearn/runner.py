@@ -16,20 +16,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import StudyConfig
+from ..config import StudyConfig, mixture_of, study_config_of
 from ..data.stream import DocSet, Mixture
-from ..measure.losses import document_nll, mean_nll
+from ..device import resolve_device
+from ..files import atomic_write
+from ..measure.losses import document_nll, sets_of, summarize_mode
+from ..measure.stats import mean_nll
 from ..methods import METHODS as TRAINING_METHODS
+from ..modelio import load_model
 from ..sinks import document_id
-from ..study.run import (
-    atomic_write,
-    load_model,
-    mixture_of,
-    sets_of,
-    study_config_of,
-    summarize_mode,
-)
-from ..train import resolve_device
 from . import get
 from .common import (
     Stopwatch,
