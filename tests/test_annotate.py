@@ -1,6 +1,5 @@
 """memsinks annotate: keys, a memory cap, planted near-duplicates, determinism, resume, errors."""
 
-import argparse
 import itertools
 import json
 import random
@@ -11,8 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from memsinks.data import annotate as annotate_module
-from memsinks.data.annotate import annotate, key_id, register, text_id
+from memsinks.cli import build_parser
+from memsinks.data.annotate import annotate, clusters, pipeline
+from memsinks.data.annotate import parts as part_files
+from memsinks.data.keys import key_id, text_id
 from memsinks.data.near_duplicates import MinHashParams, minhash_clusters, word_shingles
 from memsinks.data.sources import load_tokenizer, read_records
 from memsinks.data.store import StoreBuilder
@@ -73,7 +74,7 @@ def test_hash_key_counts_and_joins_back_by_position_and_hash(tmp_path):
 
 
 def annotation_work() -> str:
-    return annotate_module.WORK
+    return pipeline.WORK
 
 
 def test_field_key_rules_for_missing_null_empty_and_non_text_values(tmp_path):
@@ -218,7 +219,7 @@ def test_planted_near_duplicates_are_found_at_the_documented_threshold(tmp_path)
 
 @pytest.mark.parametrize("key", ["hash", "field:author", "minhash"])
 def test_annotating_twice_gives_byte_identical_tables(tmp_path, monkeypatch, key):
-    monkeypatch.setattr(annotate_module, "ROW_GROUP", 50)  # several row groups, not aligned
+    monkeypatch.setattr(part_files, "ROW_GROUP", 50)  # several row groups, not aligned
     source = write_jsonl(tmp_path / "docs.jsonl", corpus(4, 200))
     first = annotate(source, key, tmp_path / "a", chunk=37, progress=False)
     second = annotate(source, key, tmp_path / "b", chunk=64, progress=False)
@@ -230,21 +231,21 @@ def test_annotating_twice_gives_byte_identical_tables(tmp_path, monkeypatch, key
     def fail(*args, **kwargs):
         raise AssertionError("an up-to-date annotation was redone")
 
-    monkeypatch.setattr(annotate_module, "_write_part", fail)
-    monkeypatch.setattr(annotate_module, "_finish", fail)
+    monkeypatch.setattr(pipeline, "write_part", fail)
+    monkeypatch.setattr(pipeline, "write_table", fail)
     assert annotate(source, key, tmp_path / "a", chunk=37, progress=False) == first
 
 
 def test_resume_after_a_crash_redoes_only_unmarked_chunks(tmp_path, monkeypatch):
-    monkeypatch.setattr(annotate_module, "ROW_GROUP", 16)
+    monkeypatch.setattr(part_files, "ROW_GROUP", 16)
     source = write_jsonl(tmp_path / "docs.jsonl", corpus(5, 85))  # 95 documents: 10 parts
     fresh = annotate(source, "field:author", tmp_path / "fresh", chunk=10, progress=False)
-    finish = annotate_module._finish
+    finish = pipeline.write_table
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(annotate_module, "_finish", crash)
+    monkeypatch.setattr(pipeline, "write_table", crash)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         annotate(source, "field:author", out, chunk=10, progress=False)
@@ -254,11 +255,11 @@ def test_resume_after_a_crash_redoes_only_unmarked_chunks(tmp_path, monkeypatch)
     (parts / "000007.done").unlink()
     (out / annotation_work() / "parts.complete").unlink()
     written = []
-    write_part = annotate_module._write_part
-    monkeypatch.setattr(annotate_module, "_write_part",
+    write_part = pipeline.write_part
+    monkeypatch.setattr(pipeline, "write_part",
                         lambda parts, index, *a: written.append(index) or write_part(
                             parts, index, *a))
-    monkeypatch.setattr(annotate_module, "_finish", finish)
+    monkeypatch.setattr(pipeline, "write_table", finish)
     table = annotate(source, "field:author", out, chunk=10, progress=False)
     assert written == [7, 8, 9]
     assert table.read_bytes() == fresh.read_bytes()
@@ -271,8 +272,10 @@ def one_sentence(error: pytest.ExceptionInfo) -> str:
 
 
 @pytest.mark.parametrize("key, options, match", [
-    ("sha", {}, "key 'sha' is unknown; use hash, minhash or field:NAME"),
+    ("sha", {}, "key = 'sha' is not one of hash, minhash or field:NAME"),
     ("field:", {}, "names no field; write field:NAME"),
+    ("runs/ann/annotations.parquet", {}, "is not one of hash, minhash or field:NAME"),
+    ("minhash?threshold=2", {}, "must lie strictly between 0 and 1"),
     ("hash", {"memory_limit": "lots"}, "memory limit 'lots' is not a size"),
     ("minhash", {"threshold": 1.5}, "must lie strictly between 0 and 1"),
     ("minhash", {"threshold": 0.0}, "must lie strictly between 0 and 1"),
@@ -309,8 +312,7 @@ def test_bad_sources_get_one_sentence(tmp_path):
 
 
 def test_command_line(tmp_path, capsys):
-    parser = argparse.ArgumentParser(prog="memsinks")
-    register(parser.add_subparsers(dest="command", required=True))
+    parser = build_parser()
     source = write_jsonl(tmp_path / "docs.jsonl", corpus(7, 30))
     args = parser.parse_args(["annotate", source, "--key", "minhash", "--threshold", "0.9",
                               "--out", str(tmp_path / "out"), "--memory-limit", "256MB",
@@ -333,7 +335,7 @@ def test_components_match_union_find_on_random_graphs():
         con = duckdb.connect()
         con.execute("CREATE TABLE edges (u BIGINT, v BIGINT)")
         con.executemany("INSERT INTO edges VALUES (?, ?)", edges)
-        rounds = annotate_module.components(con)
+        rounds = clusters.components(con)
         labels = dict(con.execute("SELECT node, label FROM labels").fetchall())
         find = union_find(edges)
         expected = {i: find(i) for edge in edges for i in edge}

@@ -26,9 +26,11 @@ def r_rows(mix, index):
 def test_key_names_and_errors():
     assert parse_key("hash") == ("hash", "")
     assert parse_key("field:author") == ("field", "author")
-    for bad in ("md5", "field:", "minhash:3"):
+    for bad in ("md5", "minhash:3"):
         with pytest.raises(ValueError, match="hash, minhash, field:NAME or an annotation table"):
             parse_key(bad)
+    with pytest.raises(ValueError, match="data.sink_key = 'field:' names no field"):
+        parse_key("field:")
     assert value_id("source", 3) == value_id("source", 3) != value_id("source", 4) != 0
     # a document without the field gets no sinks, never a crash
     ids = key_ids("field:source", [np.zeros(3)] * 2, [{"source": 1}, {}])

@@ -1,7 +1,6 @@
 """Checkpoints of the authors' litgpt-based code: both qkv layouts, tied and untied embeddings,
 the sink gate with reference masks, unsupported shapes, the memsinks model directory."""
 
-import argparse
 import json
 
 import pytest
@@ -9,7 +8,8 @@ import torch
 import yaml
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from memsinks.integrations.litgpt import convert_litgpt, register, save_as_memsinks
+from memsinks.cli import build_parser
+from memsinks.integrations.litgpt import convert_litgpt, save_as_memsinks
 from memsinks.modelio import load_model
 from memsinks.sinks import Sinks, drop_sinks, reference_sink_masks
 
@@ -194,9 +194,7 @@ def test_import_litgpt_command(tmp_path, capsys):
                checkpoint / "lit_model.pth")
     (checkpoint / "model_config.yaml").write_text(yaml.dump(litgpt_config()))
     (checkpoint / "tokenizer.json").write_text("{}")
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["import-litgpt", str(checkpoint / "lit_model.pth"), "--out",
+    args = build_parser().parse_args(["import-litgpt", str(checkpoint / "lit_model.pth"), "--out",
                               str(tmp_path / "out"), "--p-shared", "0.5"])
     args.func(args)
     assert "48 shared and 48 sink" in capsys.readouterr().out

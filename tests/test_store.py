@@ -199,19 +199,19 @@ def test_interrupted_builds_resume_from_the_last_commit(source, tokenizer, tmp_p
     partial = builder.open()
     assert (len(partial), partial.complete) == (32, False)
     # killed after writing a chunk but before committing it: its bytes are past meta's counts
-    real_write = store_module._write_json_atomic
+    real_write = store_module.atomic_write
     calls = []
 
-    def dies_on_second_commit(path, data):
-        calls.append(data["n_docs"])
+    def dies_on_second_commit(path, text, **options):
+        calls.append(json.loads(text)["n_docs"])
         if len(calls) == 2:
             raise RuntimeError("killed")
-        real_write(path, data)
+        real_write(path, text, **options)
 
-    monkeypatch.setattr(store_module, "_write_json_atomic", dies_on_second_commit)
+    monkeypatch.setattr(store_module, "atomic_write", dies_on_second_commit)
     with pytest.raises(RuntimeError, match="killed"):
         builder.build()
-    monkeypatch.setattr(store_module, "_write_json_atomic", real_write)
+    monkeypatch.setattr(store_module, "atomic_write", real_write)
     assert calls == [48, 64]
     stale = builder.open()  # the half-written chunk is not read
     assert (len(stale), stale.complete) == (48, False)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from . import config as config_io
+from .data.near_duplicates import MinHashParams
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -150,6 +151,29 @@ def cmd_add_sinks(args: argparse.Namespace) -> None:
                              mask=args.mask, drop_rescale="none")
     out = widen_checkpoint(args.model_dir, args.out, sink_config)
     print(f"wrote {out}: the MLPs widened by a sink pool whose output columns are zero")
+
+
+def cmd_annotate(args: argparse.Namespace) -> None:
+    from .data.annotate import annotate
+    from .data.annotate.pipeline import summary_of
+
+    table = annotate(args.source, args.key, args.out, memory_limit=args.memory_limit,
+                     tokenizer=args.tokenizer, max_tokens=args.max_tokens,
+                     threshold=args.threshold, shingle=args.shingle, num_perm=args.num_perm,
+                     bands=args.bands, threads=args.threads, progress=not args.quiet)
+    counts = summary_of(table.parent)["counts"]
+    print(f"{table}: {counts['documents']} documents, {counts['sinks']} sink IDs, "
+          f"{counts['repeated_documents']} documents in repeated groups")
+
+
+def cmd_import_litgpt(args: argparse.Namespace) -> None:
+    from .integrations.litgpt import import_checkpoint
+
+    out, n_shared, n_sink, copied = import_checkpoint(
+        args.checkpoint, args.out, args.config, p_shared=args.p_shared, p_active=args.p_active)
+    print(f"wrote {out}: a Llama model with {n_shared} shared and {n_sink} sink "
+          f"neurons per MLP (reference masks), {copied} tokenizer files; load it with "
+          "memsinks.modelio.load_model")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -297,12 +321,55 @@ def build_parser() -> argparse.ArgumentParser:
     add_sinks.add_argument("--mask", default="hash", choices=("hash", "reference"),
                            help="sink masks: this project's hash or the authors' (reference)")
     add_sinks.set_defaults(func=cmd_add_sinks)
-    from .integrations.litgpt import register as register_litgpt
-
-    register_litgpt(sub)
-    from .data.annotate import register as register_annotate
-
-    register_annotate(sub)
+    litgpt = sub.add_parser(
+        "import-litgpt", help="convert a model trained with the authors' litgpt code into a "
+        "memsinks model directory",
+        description="Read a litgpt checkpoint of the Llama shape (lit_model.pth and "
+        "model_config.yaml), convert it into a transformers Llama model with the same logits, "
+        "and save it with sinks.json (the authors' shared/sink split and reference masks), "
+        "plus the tokenizer files found next to the checkpoint.")
+    litgpt.add_argument("checkpoint", help="lit_model.pth, or the directory holding it")
+    litgpt.add_argument("--config", default=None,
+                        help="model_config.yaml (default: the one next to the checkpoint)")
+    litgpt.add_argument("--out", required=True, help="output model directory")
+    litgpt.add_argument("--p-shared", type=float, default=0.7,
+                        help="fraction of hidden neurons shared, the authors' p_gen (0.7)")
+    litgpt.add_argument("--p-active", type=float, default=0.3,
+                        help="fraction of the sink pool a document switches on, the authors' "
+                        "p_mem (0.3)")
+    litgpt.set_defaults(func=cmd_import_litgpt)
+    annotate = sub.add_parser(
+        "annotate", help="write a corpus's sink keys as one parquet table",
+        description="Per document of SOURCE (a source spec or a token store directory): "
+                    "position, hash, sink key, sink ID, count and a repeated flag, in "
+                    "OUT/annotations.parquet. Resumes after an interruption.")
+    annotate.add_argument("source", help="a source spec (file, directory, glob, with ?options) "
+                                         "or a token store directory")
+    annotate.add_argument("--key", required=True, help="hash | field:NAME | minhash")
+    annotate.add_argument("--out", required=True, help="directory for annotations.parquet")
+    annotate.add_argument("--memory-limit", default="1GB",
+                          help="DuckDB's memory cap, e.g. 512MB or 8GB (default 1GB)")
+    annotate.add_argument("--threads", type=int, default=None,
+                          help="DuckDB threads (default: all)")
+    annotate.add_argument("--tokenizer", default=None,
+                          help="hash token ids with this tokenizer (name or path), as training "
+                               "does, instead of the text")
+    annotate.add_argument("--max-tokens", type=int, default=None,
+                          help="with --tokenizer: hash only each document's first ids")
+    minhash = MinHashParams()
+    annotate.add_argument("--threshold", type=float, default=None,
+                          help=f"minhash: estimated Jaccard to join a cluster "
+                               f"(default {minhash.threshold})")
+    annotate.add_argument("--shingle", type=int, default=None,
+                          help=f"minhash: words (or tokens) per shingle "
+                               f"(default {minhash.shingle})")
+    annotate.add_argument("--num-perm", type=int, default=None,
+                          help=f"minhash: signature length (default {minhash.num_perm})")
+    annotate.add_argument("--bands", type=int, default=None,
+                          help=f"minhash: LSH bands, dividing --num-perm "
+                               f"(default {minhash.bands})")
+    annotate.add_argument("--quiet", action="store_true", help="no progress output")
+    annotate.set_defaults(func=cmd_annotate)
     return parser
 
 

@@ -49,9 +49,10 @@ def replacing(path: str | Path, *, durable: bool = False, unique: bool = False,
         _fsync(path.parent)  # the rename itself survives a crash
 
 
-def atomic_write(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through :func:`replacing`."""
-    with replacing(path) as tmp:
+def atomic_write(path: str | Path, text: str, *, durable: bool = False,
+                 unique: bool = False) -> None:
+    """Write ``text`` to ``path`` through :func:`replacing` (``durable``, ``unique`` as there)."""
+    with replacing(path, durable=durable, unique=unique) as tmp:
         tmp.write_text(text)
 
 

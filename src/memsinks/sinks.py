@@ -30,7 +30,11 @@ _M32 = 0xFFFFFFFF
 
 def document_id(token_ids: Sequence[int] | np.ndarray) -> int:
     """A 63-bit ID from a hash of the token ids: equal documents share it, and it is never 0."""
-    data = np.asarray(token_ids, dtype="<i8").tobytes()
+    return hash63(np.asarray(token_ids, dtype="<i8").tobytes())
+
+
+def hash63(data: bytes) -> int:
+    """A 63-bit BLAKE2b hash of ``data`` that is never 0 (0 means "no sinks")."""
     value = int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little") >> 1
     return value or 1
 

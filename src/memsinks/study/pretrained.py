@@ -207,4 +207,3 @@ def start_model(config: StudyConfig, method: Method, mixture: Mixture, run_dir: 
     if not method.removable:
         return model, None
     return model, add_sink_pool_share(model, config.sinks.p_shared, seed=config.train.seed)
-

@@ -367,5 +367,3 @@ def evaluate_saved(method_dir: Path, modes: list[str] | None = None,
     probe = replace(method, modes=tuple(modes))
     sums = evaluate_modes(model, sinks, probe, sets)
     return {mode: summarize_mode(s, sets) for mode, s in sums.items()}
-
-
