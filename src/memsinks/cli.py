@@ -176,6 +176,14 @@ def cmd_import_litgpt(args: argparse.Namespace) -> None:
           "memsinks.modelio.load_model")
 
 
+# memsinks VERB runs VERBS[VERB](args); build_parser gives each verb its arguments
+VERBS = {"run": cmd_run, "train": cmd_train, "eval": cmd_eval, "sweep": cmd_sweep,
+         "export": cmd_export, "delete": cmd_delete, "report": cmd_report,
+         "unlearn": cmd_unlearn, "tradeoff": cmd_tradeoff, "frontier": cmd_frontier,
+         "ladder": cmd_ladder, "theory": cmd_theory, "add-sinks": cmd_add_sinks,
+         "import-litgpt": cmd_import_litgpt, "annotate": cmd_annotate}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memsinks", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -184,12 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "evaluate, and write runs/<name>/{config.yaml, manifest.json, "
                          "results.json, report.md, *.png}. Finished methods are reused.")
     _add_config(run)
-    run.set_defaults(func=cmd_run)
     train = sub.add_parser("train", help="train and evaluate one method of a study",
                            description="Like run, restricted to one method.")
     train.add_argument("--method", required=True, help="standard, dedup, memsinks, ...")
     _add_config(train)
-    train.set_defaults(func=cmd_train)
     ev = sub.add_parser("eval", help="evaluate a saved model of a study in chosen sink modes",
                         description="Recompute L(R), L(H), L(V) and the gap for "
                         "runs/<name>/<method> in the given modes, and print them as JSON.")
@@ -198,7 +204,6 @@ def build_parser() -> argparse.ArgumentParser:
                     help="sink modes (off, keep, drop, own); default: the method's own")
     ev.add_argument("--rescale", default=None, choices=("paper", "mass", "none"),
                     help="shared-neuron factor in drop mode (default: the one trained with)")
-    ev.set_defaults(func=cmd_eval)
     sweep = sub.add_parser("sweep", help="a grid over config keys x seeds, one table and plots",
                            description="Run one study per grid point and seed under "
                            "<out_dir>/<name>/, reusing every finished method, and write "
@@ -208,7 +213,6 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (data and init)")
     sweep.add_argument("--name", default=None, help="sweep directory name")
     _add_config(sweep)
-    sweep.set_defaults(func=cmd_sweep)
     export = sub.add_parser("export", help="write the sinks-dropped model as a plain "
                             "transformers Llama model with its tokenizer",
                             description="Delete the sink neurons, fold the drop rescale into "
@@ -216,7 +220,6 @@ def build_parser() -> argparse.ArgumentParser:
                             "format (loadable with AutoModelForCausalLM, no memsinks needed).")
     export.add_argument("method_dir", help="a method's directory, such as runs/default/memsinks")
     export.add_argument("--out", default=None, help="output directory (default: METHOD_DIR/export)")
-    export.set_defaults(func=cmd_export)
     delete = sub.add_parser("delete", help="switch off single documents' sinks and measure "
                             "who forgets", description="For each chosen repeated document, "
                             "evaluate the sink model with that document's sinks excluded and "
@@ -228,10 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="delete each of the first COUNT repeated documents in turn")
     delete.add_argument("--docs", default=None, help="comma-separated R indices instead")
     delete.add_argument("--quiet", action="store_true", help="no progress output")
-    delete.set_defaults(func=cmd_delete)
     report = sub.add_parser("report", help="rewrite report.md and plots from results.json")
     report.add_argument("run_dir", help="a study directory, such as runs/default")
-    report.set_defaults(func=cmd_report)
     unlearn = sub.add_parser(
         "unlearn", help="a post-hoc baseline on a trained model: remove memorization of R",
         description="Apply a post-hoc unlearning method to a model trained without sinks "
@@ -253,7 +254,6 @@ def build_parser() -> argparse.ArgumentParser:
     unlearn.add_argument("--param", action="append", metavar="key=value",
                          help="a method hyperparameter, such as lr=3e-4 or steps=50")
     unlearn.add_argument("--quiet", action="store_true", help="no progress output")
-    unlearn.set_defaults(func=cmd_unlearn)
     tradeoff = sub.add_parser(
         "tradeoff", help="sweep every post-hoc baseline: gap on R against L(V), one plot",
         description="Run each unlearning method over its strength grid on the standard model "
@@ -271,7 +271,6 @@ def build_parser() -> argparse.ArgumentParser:
     tradeoff.add_argument("--out", default=None, help="output directory (default: the first "
                           "RUN_DIR)")
     tradeoff.add_argument("--quiet", action="store_true", help="no progress output")
-    tradeoff.set_defaults(func=cmd_tradeoff)
     frontier = sub.add_parser(
         "frontier", help="sink models from separate studies against one standard model",
         description="Closure of standard training's gap (sinks dropped) against the in-domain "
@@ -283,7 +282,6 @@ def build_parser() -> argparse.ArgumentParser:
     frontier.add_argument("--out", default="runs/frontier", help="output folder")
     frontier.add_argument("--seeds", default="", help="comma-separated seeds: every directory is "
                           "a pattern with {seed} in it, and the rows are mean ± s.e. over seeds")
-    frontier.set_defaults(func=cmd_frontier)
     ladder = sub.add_parser(
         "ladder", help="closure and in-domain loss against model size, over studies",
         description="Group finished studies by their standard model's non-embedding parameter "
@@ -293,7 +291,6 @@ def build_parser() -> argparse.ArgumentParser:
     ladder.add_argument("study_dirs", nargs="+", metavar="STUDY_DIR",
                         help="study directories, such as runs/ladder/model.preset=small/seed0")
     ladder.add_argument("--out", default="runs/ladder-plot", help="output folder")
-    ladder.set_defaults(func=cmd_ladder)
     theory = sub.add_parser(
         "theory", help="the linear-network toy: natural items, canaries and sinks",
         description="Train two-layer linear networks by gradient descent on a general task "
@@ -302,7 +299,6 @@ def build_parser() -> argparse.ArgumentParser:
     theory.add_argument("--out", default="runs/theory", help="output folder")
     theory.add_argument("overrides", nargs="*", help="TheoryConfig fields as key=value "
                         "(seeds=0,1,2)")
-    theory.set_defaults(func=cmd_theory)
     add_sinks = sub.add_parser(
         "add-sinks", help="widen a pretrained model's MLPs by a zero-initialised sink pool",
         description="Add new MLP neurons as a sink pool to a plain transformers checkpoint "
@@ -320,7 +316,6 @@ def build_parser() -> argparse.ArgumentParser:
                            help="seed of the new neurons' weights and of the mask hash")
     add_sinks.add_argument("--mask", default="hash", choices=("hash", "reference"),
                            help="sink masks: this project's hash or the authors' (reference)")
-    add_sinks.set_defaults(func=cmd_add_sinks)
     litgpt = sub.add_parser(
         "import-litgpt", help="convert a model trained with the authors' litgpt code into a "
         "memsinks model directory",
@@ -337,15 +332,14 @@ def build_parser() -> argparse.ArgumentParser:
     litgpt.add_argument("--p-active", type=float, default=0.3,
                         help="fraction of the sink pool a document switches on, the authors' "
                         "p_mem (0.3)")
-    litgpt.set_defaults(func=cmd_import_litgpt)
-    annotate = sub.add_parser(
-        "annotate", help="write a corpus's sink keys as one parquet table",
-        description="Per document of SOURCE (a source spec or a token store directory): "
-                    "position, hash, sink key, sink ID, count and a repeated flag, in "
-                    "OUT/annotations.parquet. Resumes after an interruption.")
+    annotate = sub.add_parser("annotate", help="write a corpus's sink keys as one parquet table",
+                              description="Per document of SOURCE (a source spec or a token "
+                              "store directory): position, hash, sink key, sink ID, count and a "
+                              "repeated flag, in OUT/annotations.parquet. Resumes after an "
+                              "interruption.")
+    annotate.add_argument("--key", required=True, help="hash | field:NAME | minhash")
     annotate.add_argument("source", help="a source spec (file, directory, glob, with ?options) "
                                          "or a token store directory")
-    annotate.add_argument("--key", required=True, help="hash | field:NAME | minhash")
     annotate.add_argument("--out", required=True, help="directory for annotations.parquet")
     annotate.add_argument("--memory-limit", default="1GB",
                           help="DuckDB's memory cap, e.g. 512MB or 8GB (default 1GB)")
@@ -369,7 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help=f"minhash: LSH bands, dividing --num-perm "
                                f"(default {minhash.bands})")
     annotate.add_argument("--quiet", action="store_true", help="no progress output")
-    annotate.set_defaults(func=cmd_annotate)
+    for name, verb in sub.choices.items():
+        verb.set_defaults(func=VERBS[name])
     return parser
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import mixture_of, study_config_of
+from ..files import atomic_write
 from ..measure.losses import SETS, sets_of
 from ..measure.stats import bootstrap_closure, mean_nll, over_seeds, paired_difference
 
@@ -194,7 +195,7 @@ def run_frontier(standard_dir: Path | str, method_dirs: list[Path | str], out: P
         result = compare_runs(Path(standard_dir), [Path(d) for d in method_dirs])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "frontier.json").write_text(json.dumps(result, indent=1))
+    atomic_write(out / "frontier.json", json.dumps(result, indent=1))
     plot(result, out / "frontier.png")
     print(table(result))
     return result
