@@ -29,12 +29,11 @@ import time
 
 import torch
 
-from memsinks.config import TrainConfig
 from memsinks.data.packing import PackedBatch, collate, pack
 from memsinks.families import decoder_layers
 from memsinks.model import ModelConfig, build_model
 from memsinks.sinks import SinkConfig, Sinks
-from memsinks.train import make_optimizer
+from memsinks.train import TrainConfig, make_optimizer
 
 REF_A, REF_M = 1588635695, 4294967291
 

@@ -1,4 +1,5 @@
-"""Packing: exact layout on a hand-made case, and packed = one document per row in fp32."""
+"""Packed rows train and evaluate as one document per row does, in fp32 (the layout itself:
+data/test_packing.py)."""
 
 import json
 
@@ -6,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from memsinks.config import DataConfig, TrainConfig
-from memsinks.data.packing import PackedBatch, collate, pack
+from memsinks.data.config import DataConfig
+from memsinks.data.packing import PackedBatch
 from memsinks.data.stream import BOS, EOS, PAD, DocSet, Mixture
 from memsinks.measure.losses import document_nll
 from memsinks.model import ModelConfig, build_model
 from memsinks.sinks import SinkConfig, Sinks, document_id
-from memsinks.train import Recipe, _parts, rows_nll, step_batch, train
+from memsinks.train import Recipe, TrainConfig, _parts, rows_nll, step_batch, train
 
 CPU = torch.device("cpu")
 SHAPE = ModelConfig(preset="tiny", num_layers=2, hidden_size=32, intermediate_size=64,
@@ -27,44 +28,6 @@ def _documents(lengths: list[int], seed: int = 0) -> list[np.ndarray]:
 
 def _model(seed: int = 0) -> torch.nn.Module:
     return build_model(SHAPE, VOCAB, seed=seed).float()
-
-
-def test_hand_made_layout_splits_long_documents_and_keeps_boundaries():
-    a, b, c = np.array([5, 6, 7]), np.arange(8, 15), np.array([15])
-    batch = pack([a, b, c], [11, 22, 33], CPU, row_len=6)
-    # a (5 tokens with BOS/EOS) opens row 0; b (9) is split into 6 + 3: the first piece fills
-    # row 1, the second does not fit row 0's last slot and opens row 2, where c (3) follows
-    assert batch.input_ids.tolist() == [[BOS, 5, 6, 7, EOS, PAD],
-                                        [BOS, 8, 9, 10, 11, 12],
-                                        [13, 14, EOS, BOS, 15, EOS]]
-    # no label at a piece's first token: nothing before it in the row is its context
-    assert batch.labels.tolist() == [[-100, 5, 6, 7, EOS, -100],
-                                     [-100, 8, 9, 10, 11, 12],
-                                     [-100, 14, EOS, -100, 15, EOS]]
-    assert batch.doc_ids.tolist() == [[11] * 5 + [0], [22] * 6, [22, 22, 22, 33, 33, 33]]
-    assert batch.position_ids.tolist() == [[0, 1, 2, 3, 4, 0], [0, 1, 2, 3, 4, 5],
-                                           [0, 1, 2, 0, 1, 2]]
-    assert batch.doc_index.tolist() == [[0] * 5 + [-1], [1] * 6, [1, 1, 1, 2, 2, 2]]
-    assert batch.offset.tolist() == [[0, 1, 2, 3, 4, 0], [0, 1, 2, 3, 4, 5],
-                                     [6, 7, 8, 0, 1, 2]]
-    causal = torch.ones(3, 3, dtype=torch.bool).tril()
-    row2 = torch.block_diag(causal, causal)
-    assert torch.equal(batch.attention_mask[2, 0], row2)
-    row0 = torch.block_diag(torch.ones(5, 5, dtype=torch.bool).tril(), torch.ones(1, 1).bool())
-    assert torch.equal(batch.attention_mask[0, 0], row0)  # padding attends only to padding
-    assert batch.attention_mask.shape == (3, 1, 6, 6)
-    assert batch.row_group.tolist() == [False, False, False]
-
-
-def test_groups_get_rows_of_their_own_and_rows_trim_and_round_up():
-    docs = [np.array([5]), np.array([6]), np.array([7])]
-    batch = pack(docs, [1, 2, 3], CPU, row_len=16, groups=[False, True, False], rows_multiple=4)
-    assert batch.row_group.tolist() == [False, True, False, False]
-    assert batch.input_ids.tolist() == [[BOS, 5, EOS, BOS, 7, EOS], [BOS, 6, EOS] + [PAD] * 3,
-                                        [PAD] * 6, [PAD] * 6]
-    assert batch.labels[2:].eq(-100).all()
-    with pytest.raises(ValueError, match="too short"):
-        pack(docs, [1, 2, 3], CPU, row_len=1)
 
 
 @pytest.mark.parametrize("mode", ["off", "own", "drop"])
@@ -147,18 +110,6 @@ def test_goldfish_context_does_not_cross_a_document_boundary():
     assert torch.equal(layouts[0], layouts[1])
 
 
-def test_document_sums_and_place_follow_the_layout():
-    batch = pack([np.array([5, 6, 7]), np.arange(8, 15), np.array([15])], [1, 2, 3], CPU,
-                 row_len=6)
-    per_target = torch.ones(batch.rows, 5)
-    # a: 4 targets; b: 5 + 2 (its second piece's first token is not predicted); c: 2,
-    # and the padding counts for nobody
-    assert batch.document_sums(per_target * (batch.labels[:, 1:] != -100), 3).tolist() == [
-        4.0, 7.0, 2.0]
-    plain = collate([np.array([5, 6, 7]), np.arange(8, 15), np.array([15])], [1, 2, 3], CPU)
-    assert torch.equal(batch.place(plain.input_ids), batch.input_ids)
-
-
 def test_training_loop_with_packing_logs_the_unpacked_loss(tmp_path):
     data = DataConfig(n_repeated=4, repetitions=2, n_validation=4)
     mixture = Mixture(data, steps=2, batch_size=8)
@@ -178,21 +129,6 @@ def test_training_loop_with_packing_logs_the_unpacked_loss(tmp_path):
     assert packed_tokens == plain_tokens
     assert packed[0]["loss"] == pytest.approx(plain[0]["loss"], abs=2e-5)
     assert packed[0]["grad_norm"] == pytest.approx(plain[0]["grad_norm"], rel=1e-4)
-
-
-def test_packing_keeps_the_method_fingerprint_and_a_set_row_length_changes_it():
-    from memsinks.config import StudyConfig
-    from memsinks.study.fingerprint import method_fingerprint
-
-    base = StudyConfig()
-    plain = method_fingerprint(base, "standard")
-    base.train.packing = not base.train.packing
-    assert method_fingerprint(base, "standard") == plain
-    base.train.row_len = 64
-    assert method_fingerprint(base, "standard") != plain
-    base.train.row_len = 1
-    with pytest.raises(ValueError, match="row_len"):
-        base.train.validate()
 
 
 def _packed_worker(rank: int, world: int, port: int, out: str) -> None:

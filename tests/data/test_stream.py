@@ -5,7 +5,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from memsinks.config import DataConfig
+from memsinks.data.config import DataConfig
 from memsinks.data.stream import Mixture
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from memsinks.cli import main
-from memsinks.config import DataConfig
+from memsinks.data.config import DataConfig
 from memsinks.data.stream import Mixture
 
 WORDS = ("the cat sat on a mat and looked at the bird while the dog ran in the park with "

@@ -22,7 +22,7 @@ from memsinks.sinks import SinkConfig, Sinks, document_id, drop_sinks
 
 VOCAB = 40
 CONFIG = SinkConfig(p_shared=0.5, p_active=0.5)
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "hf_trainer.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hf_trainer.py"
 
 
 def tokenizer(padding_side: str = "right") -> PreTrainedTokenizerFast:
