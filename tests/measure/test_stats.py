@@ -5,7 +5,14 @@ import math
 import numpy as np
 import pytest
 
-from memsinks.measure.stats import bootstrap_closure, gap, mean_nll, paired_difference
+from memsinks.measure.stats import (
+    bootstrap_closure,
+    gap,
+    mean_nll,
+    mean_se,
+    over_seeds,
+    paired_difference,
+)
 
 
 def test_mean_nll_counts_every_token_once_and_its_error():
@@ -39,3 +46,16 @@ def test_bootstrap_closure_exact_cases():
     value, se = bootstrap_closure(std, closed, counts, rounds=200)
     assert value == pytest.approx(1.0)
     assert se < 0.05
+
+
+def test_mean_and_standard_error_of_the_finite_values():
+    assert mean_se([1.0, 3.0]) == (2.0, 1.0)  # sd sqrt(2), over sqrt(2) values
+    assert mean_se([1.0, float("nan"), 3.0, float("inf")]) == (2.0, 1.0)
+    mean, se = mean_se([4.0])
+    assert mean == 4.0 and math.isnan(se)
+    assert all(math.isnan(v) for v in mean_se([]))
+
+
+def test_over_seeds_takes_the_spread_of_several_seeds_or_the_one_run_s_own_error():
+    assert over_seeds([[1.0, 0.5], [3.0, 0.5]]) == [2.0, 1.0]
+    assert over_seeds([[1.0, 0.25]]) == [1.0, 0.25]
