@@ -19,11 +19,11 @@ import time
 import numpy as np
 import torch
 
-from memsinks.config import TrainConfig
 from memsinks.data.packing import pack
+from memsinks.device import autocast
 from memsinks.model import ModelConfig, build_model, count_parameters
 from memsinks.sinks import SinkConfig, Sinks
-from memsinks.train import autocast, make_optimizer
+from memsinks.train import TrainConfig, make_optimizer
 
 # dense bf16 peak, TFLOP/s, by a substring of torch.cuda.get_device_name()
 PEAKS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0,

@@ -23,11 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from memsinks.config import TrainConfig, load
+from memsinks.config import load, mixture_of
 from memsinks.data.stream import BOS, EOS, PAD
-from memsinks.experiment import mixture_of
 from memsinks.model import ModelConfig, build_model
-from memsinks.train import Recipe, make_optimizer, rows_nll, step_batch
+from memsinks.train import Recipe, TrainConfig, make_optimizer, rows_nll, step_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYOUTS = ("one-per-row", "packed")

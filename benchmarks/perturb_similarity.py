@@ -15,8 +15,8 @@ import argparse
 import numpy as np
 
 from memsinks import config as config_io
+from memsinks.config import mixture_of
 from memsinks.data.near_duplicates import token_shingles
-from memsinks.experiment import mixture_of
 
 
 def jaccard(a: np.ndarray, b: np.ndarray, size: int) -> float:

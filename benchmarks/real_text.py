@@ -39,10 +39,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from memsinks.config import StudyConfig, load
+from memsinks.config import StudyConfig, load, mixture_of
 from memsinks.data.packing import model_context
 from memsinks.data.stream import Mixture
-from memsinks.experiment import mixture_of
 from memsinks.model import build_model
 from memsinks.train import Recipe, make_optimizer, packs, rows_nll, step_batch
 

@@ -29,11 +29,11 @@ import time
 
 import torch
 
-from memsinks.config import TrainConfig
 from memsinks.data.packing import PackedBatch, collate, pack
+from memsinks.families import decoder_layers
 from memsinks.model import ModelConfig, build_model
-from memsinks.sinks import SinkConfig, Sinks, _decoder_layers
-from memsinks.train import make_optimizer
+from memsinks.sinks import SinkConfig, Sinks
+from memsinks.train import TrainConfig, make_optimizer
 
 REF_A, REF_M = 1588635695, 4294967291
 
@@ -42,7 +42,7 @@ class ReferenceGate:
     """The reference code's per-layer mask: recomputed from per-token IDs in every forward."""
 
     def __init__(self, model: torch.nn.Module, config: SinkConfig):
-        mlps = [layer.mlp for layer in _decoder_layers(model)]
+        mlps = [layer.mlp for layer in decoder_layers(model)]
         self.width = mlps[0].down_proj.in_features
         self.n_shared = int(self.width * config.p_shared)
         self.p_active = config.p_active

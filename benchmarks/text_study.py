@@ -25,7 +25,7 @@ import numpy as np
 
 from memsinks.config import load
 from memsinks.data import corpus
-from memsinks.experiment import run_study
+from memsinks.study.run import run_study
 
 METHODS = "[standard,dedup,memsinks,memsinks-repeated]"
 
@@ -79,7 +79,7 @@ def main() -> None:
     if args.matched or args.only_matched:
         if args.only_matched:
             studies.pop("text")
-        from memsinks.experiment import mixture_of
+        from memsinks.config import mixture_of
 
         vocab = mixture_of(studies["built-in"]).vocab_size
         for packed in (True, False):

@@ -21,3 +21,25 @@ def test_gpu_check_stops_with_one_sentence_without_a_gpu(capsys):
     assert _load("gpu_check").main([]) == 2
     message = capsys.readouterr().err.strip()
     assert message.startswith("gpu-check: no CUDA GPU") and message.count("\n") == 0
+
+
+def test_precision_skips_bf16_where_the_probe_says_it_cannot_win(capsys, monkeypatch):
+    precision = _load("precision")
+    monkeypatch.setattr(precision, "bf16_can_win", lambda n=256: (False, 100.0, 1.0))
+    timed = []
+    real_step = precision.step_seconds
+
+    def step(model, optimizer, batch, mode):
+        timed.append(mode)
+        return real_step(model, optimizer, batch, mode)
+
+    monkeypatch.setattr(precision, "step_seconds", step)
+    precision.main(["--presets", "tiny", "--steps", "1", "--warmup", "0", "--matmul",
+                    "--batch-size", "2", "--seq-len", "8"])
+    out = capsys.readouterr().out
+    assert "bf16 cannot win on this CPU; its arms are skipped" in out
+    assert timed == ["fp32"] and "skipped" in out.splitlines()[-1]
+    timed.clear()
+    precision.main(["--presets", "tiny", "--steps", "1", "--warmup", "0", "--matmul",
+                    "--batch-size", "2", "--seq-len", "8", "--force-bf16"])
+    assert timed == ["fp32", "bf16"] and "timing it anyway" in capsys.readouterr().out

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from memsinks import checkpoint as ckpt
-from memsinks.config import DataConfig, TrainConfig
+from memsinks.data.config import DataConfig
 from memsinks.data.stream import Mixture
 from memsinks.model import ModelConfig, build_model
 from memsinks.sinks import SinkConfig, Sinks
-from memsinks.train import Interrupted, Recipe, train
+from memsinks.train import Interrupted, Recipe, TrainConfig, train
 
 SHAPE = ModelConfig(num_layers=1, hidden_size=32, intermediate_size=64, num_heads=2,
                     num_kv_heads=2)
@@ -180,15 +180,3 @@ def test_a_second_process_on_the_same_method_directory_is_told_who_holds_it(tmp_
         holder.wait()
     with ckpt.hold(tmp_path):  # released when its holder dies
         assert (tmp_path / ".lock").read_text() == str(os.getpid())
-
-
-def test_a_truncated_saved_model_is_named_with_the_fix(tmp_path):
-    from memsinks.experiment import load_model, save_model
-
-    model = build_model(ModelConfig(num_layers=1, hidden_size=32, intermediate_size=64,
-                                    num_heads=2, num_kv_heads=2), 40, seed=0)
-    save_model(model, None, tmp_path / "standard" / "model")
-    weights = tmp_path / "standard" / "model" / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:100])
-    with pytest.raises(ValueError, match=r"truncated or corrupt .* rerun the study"):
-        load_model(tmp_path / "standard" / "model")

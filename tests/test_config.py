@@ -1,5 +1,6 @@
 """Config loading, overrides and bad input."""
 
+import dataclasses
 import re
 
 import pytest
@@ -32,7 +33,8 @@ def test_yaml_round_trip(tmp_path):
     ("data.repetitions=5000", "exceeds train.steps"),
     ("data.n_repeated=100000", "fill more than half of the stream"),
     ("methods=[standard,magic]", "method 'magic' is unknown"),
-    ("train.steps=ten", "'train.steps' = 'ten' is not a valid int"),
+    ("train.steps=ten", "train.steps = 'ten' is not a whole number; use for example "
+                        "train.steps=1000"),
     ("sinks.drop_rescale=half", "drop_rescale = 'half' is not one of"),
     ("data.general_domains=[]", "data.general_domains is empty"),
     ("train.steps", "not of the form key=value"),
@@ -40,6 +42,73 @@ def test_yaml_round_trip(tmp_path):
 def test_bad_input_names_the_field(override, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         config_io.load(None, [override])
+
+
+# every bad value of a field gets one sentence: the key, what it holds, a valid example
+@pytest.mark.parametrize("override,message", [
+    ("data.in_domain_share=abc", "data.in_domain_share = 'abc' is not a number or null; use for "
+                                 "example data.in_domain_share=0.5"),
+    ("train.lr=[1,2]", "train.lr = [1, 2] is not a number; use for example train.lr=0.002"),
+    ("train.steps=null", "train.steps = null is not a whole number; use for example "
+                         "train.steps=1000"),
+    ("data.general_domains={a: 1}", "data.general_domains = {'a': 1} is not a list of strings; "
+                                    "use for example data.general_domains=stories,facts"),
+    ("train.compile=maybe", "train.compile = 'maybe' is not true or false; use for example "
+                            "train.compile=false"),
+    ("train.precision=fp16", "train.precision = 'fp16' is not one of auto, fp32, bf16; use for "
+                             "example train.precision=auto"),
+    ("data=3", "config section 'data' = 3 is not a mapping of keys"),
+])
+def test_a_bad_value_is_one_sentence_naming_the_key_and_an_example(override, message):
+    with pytest.raises(ValueError) as error:
+        config_io.load("configs/smoke.yaml", [override])
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_a_single_value_or_a_comma_list_is_a_list_and_yaml_numbers_are_typed():
+    config = config_io.load(None, ["data.general_domains=stories", "methods=standard,memsinks",
+                                   "train.steps=1e3", "model.num_layers=2.0", "name=2024"])
+    assert config.data.general_domains == ["stories"]
+    assert config.methods == ["standard", "memsinks"]
+    assert config.train.steps == 1000 and isinstance(config.train.steps, int)
+    assert config.model.num_layers == 2 and config.name == "2024"
+    # an optional number keeps an int as written (method fingerprints hash it so)
+    assert config_io.load(None, ["data.in_domain_share=0", "data.general_domains=[facts]"]
+                          ).data.in_domain_share == 0
+    assert config_io.load(None, ["data.in_domain_share=null"]).data.in_domain_share is None
+
+
+@pytest.mark.parametrize("override", ["data.in_domain_share=abc", "train.lr=[1,2]",
+                                      "train.steps=null"])
+def test_the_command_line_prints_one_sentence_without_a_traceback(override, tmp_path, capsys):
+    from memsinks.cli import main
+
+    code = main(["run", "configs/smoke.yaml", f"out_dir={tmp_path}", override])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("memsinks: error: ") and err.count("\n") == 1, err
+    assert f" {override.split('=')[0]} = " in err and "use for example" in err
+
+
+def test_one_domain_without_brackets_is_a_list_of_one_not_of_its_letters():
+    config = config_io.load("configs/smoke.yaml", ["data.general_domains=stories"])
+    assert config.data.general_domains == ["stories"]
+    assert config_io.mixture_of(config).validation.tokens  # built: no "corpus domain 'e'"
+
+
+def test_every_config_field_has_a_docstring():
+    import ast
+    import inspect
+
+    from memsinks.config import _SECTIONS, PretrainConfig, StudyConfig
+
+    for cls in (StudyConfig, PretrainConfig, *_SECTIONS.values()):
+        body = ast.parse(inspect.getsource(cls)).body[0].body
+        documented = {node.target.id for node, after in zip(body[:-1], body[1:], strict=True)
+                      if isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr)
+                      and isinstance(after.value, ast.Constant)
+                      and isinstance(after.value.value, str)}
+        fields = {f.name for f in dataclasses.fields(cls)}
+        assert fields <= documented, f"{cls.__name__}: {sorted(fields - documented)}"
 
 
 def test_missing_config_file():

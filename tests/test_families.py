@@ -7,15 +7,8 @@ import torch
 import transformers
 from torch import nn
 
-from memsinks.sinks import (
-    FAMILIES,
-    SinkConfig,
-    Sinks,
-    _decoder_layers,
-    document_id,
-    drop_sinks,
-    model_family,
-)
+from memsinks.families import FAMILIES, decoder_layers, model_family
+from memsinks.sinks import SinkConfig, Sinks, document_id, drop_sinks
 
 VOCAB = 100
 TOKENS = dict(vocab_size=VOCAB, pad_token_id=0, bos_token_id=1, eos_token_id=2)
@@ -161,11 +154,11 @@ def test_an_unsupported_model_gets_one_sentence_naming_the_families(build):
     assert all(family.name in message for family in FAMILIES)
     assert message.count(". ") == 0 and "\n" not in message
     with pytest.raises(TypeError, match="supported family"):
-        _decoder_layers(model)
+        decoder_layers(model)
 
 
 def test_llama_only_helpers_name_the_llama_shaped_families():
-    assert len(_decoder_layers(tiny("llama"))) == 2
-    assert len(_decoder_layers(tiny("qwen2"))) == 2
+    assert len(decoder_layers(tiny("llama"))) == 2
+    assert len(decoder_layers(tiny("qwen2"))) == 2
     with pytest.raises(TypeError, match="down_proj MLPs, which GPT-2 models lack; .*Llama"):
-        _decoder_layers(tiny("gpt2"))
+        decoder_layers(tiny("gpt2"))

@@ -1,4 +1,5 @@
-"""Training-time methods and launch: Goldfish loss, gradient masking, accumulation, DDP."""
+"""Training-time methods and launch: Goldfish loss, gradient masking, token-gated sinks,
+accumulation, DDP."""
 
 import socket
 
@@ -7,11 +8,20 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from memsinks.config import DataConfig, TrainConfig
+from memsinks.data.config import DataConfig
+from memsinks.data.rarity import NgramIndex
 from memsinks.data.stream import Mixture
 from memsinks.model import ModelConfig, build_model
 from memsinks.sinks import SinkConfig, Sinks
-from memsinks.train import GradientRouter, Recipe, goldfish_drops, train
+from memsinks.train import (
+    GradientRouter,
+    Recipe,
+    TrainConfig,
+    goldfish_drops,
+    rows_nll,
+    step_batch,
+    train,
+)
 
 SHAPE = ModelConfig(num_layers=1, hidden_size=32, intermediate_size=64, num_heads=2,
                     num_kv_heads=2)
@@ -35,13 +45,13 @@ def test_goldfish_drops_one_in_k_by_preceding_context_only():
     assert torch.equal(here[13:], there[16:])
     # the drop is the context hash mod k; order matters and token 0 is an ordinary token
     # (the reference product hash fails both)
-    from memsinks.sinks import _fmix32
+    from memsinks.sinks import fmix32
 
     def context_hash(x, h=3):
         padded = torch.cat([torch.full((1, h), 0xFFFFFFFF), x], 1)
         acc = torch.full(x.shape, 0x9E3779B9)
         for offset in range(h):
-            acc = _fmix32(acc ^ padded[:, offset:offset + x.shape[1]])
+            acc = fmix32(acc ^ padded[:, offset:offset + x.shape[1]])
         return acc
 
     a = torch.tensor([[5, 0, 0, 0, 3, 4, 9]])
@@ -186,17 +196,49 @@ def test_shared_grad_scales_everything_but_the_documents_own_sinks(scale):
     router.remove()
 
 
-def test_shared_grad_enters_the_fingerprint_only_when_set():
-    from memsinks.config import StudyConfig
-    from memsinks.experiment import method_fingerprint
+def test_sinks_switch_on_only_before_rare_tokens_packed_or_not():
+    docs = [np.array([5, 6, 7, 8, 9]), np.array([5, 6, 7, 11]), np.array([12, 13])]
+    index = NgramIndex(docs, 2)
+    recipe = Recipe(sink_tokens=lambda t: index.rare(t, 2))
+    ids = [3, 0, 4]  # the middle document has no sinks
+    specials = (0, 1, 2)
+    batch, labels, _ = step_batch(docs, ids, torch.device("cpu"), specials, recipe)
+    # position p predicts the document's token p (BOS first): on where that token is rare
+    expect = torch.zeros_like(batch.doc_ids)
+    for row, (t, doc) in enumerate(zip(docs, ids, strict=True)):
+        if doc:
+            expect[row, : len(t)] = torch.as_tensor(index.rare(t, 2)) * doc
+    assert torch.equal(batch.doc_ids, expect)
+    assert batch.doc_ids[0].tolist()[:6] == [0, 0, 0, 3, 3, 0]  # 5, (5,6), (6,7) are shared
+    assert batch.doc_ids[1].sum() == 0
+    packed, _, _ = step_batch(docs, ids, torch.device("cpu"), specials, recipe, row_len=16)
+    # the same tokens carry sinks, wherever packing put them
+    for row_p in range(packed.doc_ids.shape[0]):
+        for col in range(packed.doc_ids.shape[1]):
+            doc, offset = int(packed.doc_index[row_p, col]), int(packed.offset[row_p, col])
+            if doc >= 0:
+                assert packed.doc_ids[row_p, col] == batch.doc_ids[doc, offset]
 
-    config = StudyConfig()
-    before = method_fingerprint(config, "memsinks-repeated")
-    config.sinks.shared_grad = 1.0
-    assert method_fingerprint(config, "memsinks-repeated") == before
-    config.sinks.shared_grad = 0.25
-    assert method_fingerprint(config, "memsinks-repeated") != before
-    assert method_fingerprint(config, "standard") == method_fingerprint(StudyConfig(), "standard")
-    config.sinks.shared_grad = 2.0
-    with pytest.raises(ValueError, match="shared_grad"):
-        config.sinks.validate()
+
+def test_split_nll_adds_up_and_separates_targets_by_sinks():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(num_layers=1, hidden_size=32, intermediate_size=64,
+                                    num_heads=2, num_kv_heads=2), 50, seed=0)
+    sinks = Sinks(model, SinkConfig(p_shared=0.5, p_active=0.5))
+    docs = [np.random.default_rng(i).integers(4, 50, size=12) for i in range(3)]
+    recipe = Recipe(sink_tokens=lambda t: t % 2 == 0)
+    batch, labels, _ = step_batch(docs, [7, 9, 0], torch.device("cpu"), (0, 1, 2), recipe)
+    rows = torch.arange(3)
+    total = rows_nll(model, batch, labels, rows, sinks)
+    common, rare = rows_nll(model, batch, labels, rows, sinks, split=True)
+    assert torch.allclose(common + rare, total, atol=1e-4)
+    even = sum(int((d % 2 == 0).sum()) for d in docs[:2])
+    assert even > 0
+    # the rare part is the NLL of exactly the targets whose predictor had its sinks on
+    logits = model(**batch.model_inputs(rows)).logits  # the mask is still set from rows_nll
+    nll = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1),
+                                            labels[:, 1:].flatten(), ignore_index=-100,
+                                            reduction="none").view(3, -1)
+    on = batch.doc_ids[:, :-1] != 0
+    assert int(on.sum()) == even
+    assert torch.allclose(nll[on].sum(), rare, atol=1e-4)

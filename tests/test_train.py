@@ -1,16 +1,14 @@
-"""Training pieces: schedule, batching, a short run that learns, non-finite loss."""
+"""Training pieces: schedule, a short run that learns, non-finite loss, bf16 on CPU."""
 
 import numpy as np
 import pytest
 import torch
 
-from memsinks.analysis import forgetting_rate
-from memsinks.config import DataConfig, TrainConfig
-from memsinks.data.packing import collate
-from memsinks.data.stream import BOS, EOS, PAD, Mixture
+from memsinks.data.config import DataConfig
+from memsinks.data.stream import Mixture
 from memsinks.model import ModelConfig, build_model
 from memsinks.sinks import SinkConfig, Sinks
-from memsinks.train import Recipe, lr_at, train
+from memsinks.train import Recipe, TrainConfig, lr_at, train
 
 
 def test_warmup_then_cosine_to_the_floor():
@@ -20,13 +18,6 @@ def test_warmup_then_cosine_to_the_floor():
     assert lr_at(10, config) == pytest.approx(1.0)
     assert lr_at(60, config) == pytest.approx(0.55)  # halfway down the cosine
     assert lr_at(110, config) == pytest.approx(0.1)
-
-
-def test_collate_pads_right_and_tags_every_token_with_its_document():
-    batch = collate([np.array([5, 6, 7]), np.array([8])], [11, 22], torch.device("cpu"))
-    assert batch.input_ids.tolist() == [[BOS, 5, 6, 7, EOS], [BOS, 8, EOS, PAD, PAD]]
-    assert batch.labels.tolist() == [[BOS, 5, 6, 7, EOS], [BOS, 8, EOS, -100, -100]]
-    assert batch.doc_ids.tolist() == [[11] * 5, [22, 22, 22, 0, 0]]
 
 
 def test_a_short_run_learns_and_same_seed_gives_same_weights(tmp_path):
@@ -62,42 +53,9 @@ def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
         train(model, mixture, TrainConfig(steps=4, batch_size=4), log_path=tmp_path / "log.jsonl")
 
 
-def _forgetting_panel(rate: float, noise: float, seed: int = 0) -> dict:
-    """32 documents repeated every 20 steps with their own offsets; a document's excess is its
-    own level, plus a level all documents share that grows with training, minus ``rate`` per
-    step since it was last seen, plus noise."""
-    rng = np.random.default_rng(seed)
-    occurrences = [list(range(offset, 400, 20)) for offset in rng.integers(0, 20, 32)]
-    level = rng.normal(0.3, 0.1, 32)
-    curve = []
-    for step in range(200, 401, 17):
-        docs = []
-        for doc, occ in enumerate(occurrences):
-            since = step - 1 - max(s for s in occ if s < step)
-            excess = level[doc] + 0.001 * step - rate * since + rng.normal(0, noise)
-            docs.append(2.0 - excess)
-        curve.append({"step": step, "off": {"L_H": 2.0, "R_docs": docs}})
-    return {"curve": curve, "r_occurrences": occurrences, "modes": {"off": {}}}
-
-
-def test_forgetting_rate_recovers_the_loss_between_repetitions():
-    # without noise the regression is exact: 0.002 per step x 20 steps between repetitions
-    exact = forgetting_rate(_forgetting_panel(0.002, 0.0), resamples=20)["off"]
-    assert exact["spacing"] == 20 and exact["lost"] == pytest.approx(0.04)
-    assert exact["lost_se"] == pytest.approx(0.0, abs=1e-9)
-    # the figure's bins fall by the same rate: bin centres 10/6 apart, 0.002 per step
-    assert np.diff(exact["excess"]) == pytest.approx(-0.002 * np.diff(exact["since"]), abs=2e-3)
-    # document levels and the shared trend do not leak into the slope; noise widens the error
-    noisy = forgetting_rate(_forgetting_panel(0.002, 0.02), resamples=200)["off"]
-    assert abs(noisy["lost"] - 0.04) < 3 * noisy["lost_se"] and noisy["lost_se"] > 0.001
-    none = forgetting_rate(_forgetting_panel(0.0, 0.02, seed=1), resamples=200)["off"]
-    assert abs(none["lost"]) < 3 * none["lost_se"]
-    assert forgetting_rate({"curve": [], "modes": {"off": {}}}) == {}
-
-
 def test_bf16_training_on_cpu_is_close_to_fp32_and_enters_the_fingerprint(tmp_path):
     from memsinks.config import StudyConfig
-    from memsinks.experiment import method_fingerprint
+    from memsinks.study.fingerprint import method_fingerprint
 
     data = DataConfig(n_repeated=4, repetitions=3, n_validation=4)
     mixture = Mixture(data, steps=6, batch_size=8)

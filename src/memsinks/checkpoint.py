@@ -10,7 +10,6 @@ A crash at any moment leaves the previous complete checkpoint in place.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .files import atomic_write, replacing
 from .locking import exclusive
 
 LATEST = "latest"
@@ -80,25 +80,18 @@ def save(directory: Path, step: int, model_state: dict[str, torch.Tensor],
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"step-{step}"
-    tmp = directory / f"step-{step}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    weights, aliases = _model_tensors(model_state)
-    save_file(weights, str(tmp / "model.safetensors"))
-    tensors, meta = _flatten_optimizer(optimizer_state)
-    save_file(tensors, str(tmp / "optimizer.safetensors"))
-    rng = torch.get_rng_state()
-    save_file({"cpu": rng}, str(tmp / "rng.safetensors"))
-    payload = {"step": step, "optimizer": meta, "aliases": aliases, **state}
-    (tmp / "state.json").write_text(json.dumps(payload))
-    for path in tmp.iterdir():  # data on disk before the rename makes it visible
-        with open(path, "rb") as handle:
-            os.fsync(handle.fileno())
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    pointer = directory / (LATEST + ".tmp")
-    pointer.write_text(final.name)
-    os.replace(pointer, directory / LATEST)
+    # durable: the data is on disk before the rename makes it visible
+    with replacing(final, durable=True) as tmp:
+        tmp.mkdir()
+        weights, aliases = _model_tensors(model_state)
+        save_file(weights, str(tmp / "model.safetensors"))
+        tensors, meta = _flatten_optimizer(optimizer_state)
+        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        rng = torch.get_rng_state()
+        save_file({"cpu": rng}, str(tmp / "rng.safetensors"))
+        payload = {"step": step, "optimizer": meta, "aliases": aliases, **state}
+        (tmp / "state.json").write_text(json.dumps(payload))
+    atomic_write(directory / LATEST, final.name)
     steps = sorted((int(p.name.split("-")[1]) for p in directory.glob("step-*")
                     if p.is_dir() and not p.name.endswith(".tmp")), reverse=True)
     for old in steps[keep:]:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from . import config as config_io
+from .data.near_duplicates import MinHashParams
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +30,7 @@ def _split(args: argparse.Namespace) -> tuple[str | None, list[str]]:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from .experiment import run_study
+    from .study.run import run_study
 
     path, overrides = _split(args)
     config = config_io.load(path, overrides)
@@ -38,7 +39,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from .experiment import run_study
+    from .study.run import run_study
 
     path, overrides = _split(args)
     config = config_io.load(path, overrides + [f"methods=[{args.method}]"])
@@ -46,14 +47,14 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from .experiment import evaluate_saved
+    from .study.run import evaluate_saved
 
     result = evaluate_saved(Path(args.method_dir), modes=args.modes, rescale=args.rescale)
     print(json.dumps(result, indent=1))
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    from .sweep import Grid, run_sweep
+    from .study.sweep import Grid, run_sweep
 
     path, overrides = _split(args)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -64,14 +65,14 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from .experiment import export_dropped
+    from .study.export import export_dropped
 
     method_dir = Path(args.method_dir)
     print(export_dropped(method_dir, Path(args.out) if args.out else method_dir / "export"))
 
 
 def cmd_delete(args: argparse.Namespace) -> None:
-    from .deletion import delete_documents
+    from .study.deletion import delete_documents
 
     indices = [int(i) for i in args.docs.split(",") if i.strip()] if args.docs else None
     delete_documents(Path(args.method_dir), count=args.count, indices=indices,
@@ -79,7 +80,7 @@ def cmd_delete(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from .report import write_report
+    from .study.report import write_report
 
     print(write_report(Path(args.run_dir)))
 
@@ -122,34 +123,69 @@ def cmd_tradeoff(args: argparse.Namespace) -> None:
 
 
 def cmd_frontier(args: argparse.Namespace) -> None:
-    from .frontier import run_frontier
+    from .study.frontier import run_frontier
 
     seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else None
     run_frontier(args.standard, args.method_dirs, Path(args.out), seeds)
 
 
 def cmd_ladder(args: argparse.Namespace) -> None:
-    from .ladder import run_ladder
+    from .study.ladder import run_ladder
 
     run_ladder([Path(d) for d in args.study_dirs], Path(args.out))
 
 
 def cmd_theory(args: argparse.Namespace) -> None:
-    from .theory import main as theory_main
+    if args.online:
+        from .experiments.online import main as theory_main
+    else:
+        from .experiments.theory import main as theory_main
 
-    code = theory_main(["--out", args.out, *args.overrides])
+    out = args.out or ("runs/theory-online" if args.online else "runs/theory")
+    code = theory_main(["--out", out, *args.overrides])
     if code:
         raise ValueError("the theory experiment stopped (see the message above)")
 
 
 def cmd_add_sinks(args: argparse.Namespace) -> None:
-    from .experiment import widen_checkpoint
     from .sinks import SinkConfig
+    from .study.export import widen_checkpoint
 
     sink_config = SinkConfig(p_shared=args.p_shared, p_active=args.p_active, seed=args.seed,
                              mask=args.mask, drop_rescale="none")
     out = widen_checkpoint(args.model_dir, args.out, sink_config)
     print(f"wrote {out}: the MLPs widened by a sink pool whose output columns are zero")
+
+
+def cmd_annotate(args: argparse.Namespace) -> None:
+    from .data.annotate import annotate
+    from .data.annotate.pipeline import summary_of
+
+    table = annotate(args.source, args.key, args.out, memory_limit=args.memory_limit,
+                     tokenizer=args.tokenizer, max_tokens=args.max_tokens,
+                     threshold=args.threshold, shingle=args.shingle, num_perm=args.num_perm,
+                     bands=args.bands, threads=args.threads, progress=not args.quiet)
+    counts = summary_of(table.parent)["counts"]
+    print(f"{table}: {counts['documents']} documents, {counts['sinks']} sink IDs, "
+          f"{counts['repeated_documents']} documents in repeated groups")
+
+
+def cmd_import_litgpt(args: argparse.Namespace) -> None:
+    from .integrations.litgpt import import_checkpoint
+
+    out, n_shared, n_sink, copied = import_checkpoint(
+        args.checkpoint, args.out, args.config, p_shared=args.p_shared, p_active=args.p_active)
+    print(f"wrote {out}: a Llama model with {n_shared} shared and {n_sink} sink "
+          f"neurons per MLP (reference masks), {copied} tokenizer files; load it with "
+          "memsinks.modelio.load_model")
+
+
+# memsinks VERB runs VERBS[VERB](args); build_parser gives each verb its arguments
+VERBS = {"run": cmd_run, "train": cmd_train, "eval": cmd_eval, "sweep": cmd_sweep,
+         "export": cmd_export, "delete": cmd_delete, "report": cmd_report,
+         "unlearn": cmd_unlearn, "tradeoff": cmd_tradeoff, "frontier": cmd_frontier,
+         "ladder": cmd_ladder, "theory": cmd_theory, "add-sinks": cmd_add_sinks,
+         "import-litgpt": cmd_import_litgpt, "annotate": cmd_annotate}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,12 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "evaluate, and write runs/<name>/{config.yaml, manifest.json, "
                          "results.json, report.md, *.png}. Finished methods are reused.")
     _add_config(run)
-    run.set_defaults(func=cmd_run)
     train = sub.add_parser("train", help="train and evaluate one method of a study",
                            description="Like run, restricted to one method.")
     train.add_argument("--method", required=True, help="standard, dedup, memsinks, ...")
     _add_config(train)
-    train.set_defaults(func=cmd_train)
     ev = sub.add_parser("eval", help="evaluate a saved model of a study in chosen sink modes",
                         description="Recompute L(R), L(H), L(V) and the gap for "
                         "runs/<name>/<method> in the given modes, and print them as JSON.")
@@ -174,7 +208,6 @@ def build_parser() -> argparse.ArgumentParser:
                     help="sink modes (off, keep, drop, own); default: the method's own")
     ev.add_argument("--rescale", default=None, choices=("paper", "mass", "none"),
                     help="shared-neuron factor in drop mode (default: the one trained with)")
-    ev.set_defaults(func=cmd_eval)
     sweep = sub.add_parser("sweep", help="a grid over config keys x seeds, one table and plots",
                            description="Run one study per grid point and seed under "
                            "<out_dir>/<name>/, reusing every finished method, and write "
@@ -184,7 +217,6 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (data and init)")
     sweep.add_argument("--name", default=None, help="sweep directory name")
     _add_config(sweep)
-    sweep.set_defaults(func=cmd_sweep)
     export = sub.add_parser("export", help="write the sinks-dropped model as a plain "
                             "transformers Llama model with its tokenizer",
                             description="Delete the sink neurons, fold the drop rescale into "
@@ -192,7 +224,6 @@ def build_parser() -> argparse.ArgumentParser:
                             "format (loadable with AutoModelForCausalLM, no memsinks needed).")
     export.add_argument("method_dir", help="a method's directory, such as runs/default/memsinks")
     export.add_argument("--out", default=None, help="output directory (default: METHOD_DIR/export)")
-    export.set_defaults(func=cmd_export)
     delete = sub.add_parser("delete", help="switch off single documents' sinks and measure "
                             "who forgets", description="For each chosen repeated document, "
                             "evaluate the sink model with that document's sinks excluded and "
@@ -204,10 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="delete each of the first COUNT repeated documents in turn")
     delete.add_argument("--docs", default=None, help="comma-separated R indices instead")
     delete.add_argument("--quiet", action="store_true", help="no progress output")
-    delete.set_defaults(func=cmd_delete)
     report = sub.add_parser("report", help="rewrite report.md and plots from results.json")
     report.add_argument("run_dir", help="a study directory, such as runs/default")
-    report.set_defaults(func=cmd_report)
     unlearn = sub.add_parser(
         "unlearn", help="a post-hoc baseline on a trained model: remove memorization of R",
         description="Apply a post-hoc unlearning method to a model trained without sinks "
@@ -229,7 +258,6 @@ def build_parser() -> argparse.ArgumentParser:
     unlearn.add_argument("--param", action="append", metavar="key=value",
                          help="a method hyperparameter, such as lr=3e-4 or steps=50")
     unlearn.add_argument("--quiet", action="store_true", help="no progress output")
-    unlearn.set_defaults(func=cmd_unlearn)
     tradeoff = sub.add_parser(
         "tradeoff", help="sweep every post-hoc baseline: gap on R against L(V), one plot",
         description="Run each unlearning method over its strength grid on the standard model "
@@ -247,7 +275,6 @@ def build_parser() -> argparse.ArgumentParser:
     tradeoff.add_argument("--out", default=None, help="output directory (default: the first "
                           "RUN_DIR)")
     tradeoff.add_argument("--quiet", action="store_true", help="no progress output")
-    tradeoff.set_defaults(func=cmd_tradeoff)
     frontier = sub.add_parser(
         "frontier", help="sink models from separate studies against one standard model",
         description="Closure of standard training's gap (sinks dropped) against the in-domain "
@@ -259,7 +286,6 @@ def build_parser() -> argparse.ArgumentParser:
     frontier.add_argument("--out", default="runs/frontier", help="output folder")
     frontier.add_argument("--seeds", default="", help="comma-separated seeds: every directory is "
                           "a pattern with {seed} in it, and the rows are mean ± s.e. over seeds")
-    frontier.set_defaults(func=cmd_frontier)
     ladder = sub.add_parser(
         "ladder", help="closure and in-domain loss against model size, over studies",
         description="Group finished studies by their standard model's non-embedding parameter "
@@ -269,16 +295,18 @@ def build_parser() -> argparse.ArgumentParser:
     ladder.add_argument("study_dirs", nargs="+", metavar="STUDY_DIR",
                         help="study directories, such as runs/ladder/model.preset=small/seed0")
     ladder.add_argument("--out", default="runs/ladder-plot", help="output folder")
-    ladder.set_defaults(func=cmd_ladder)
     theory = sub.add_parser(
         "theory", help="the linear-network toy: natural items, canaries and sinks",
         description="Train two-layer linear networks by gradient descent on a general task "
         "plus memorized natural items, canaries or a domain's only items; measure post-hoc "
         "ablation and sinks; write results.json and theory.png (docs/theory.md).")
-    theory.add_argument("--out", default="runs/theory", help="output folder")
+    theory.add_argument("--out", default=None,
+                        help="output folder (default runs/theory or runs/theory-online)")
+    theory.add_argument("--online", action="store_true",
+                        help="the online toy instead: SGD over a stream in which items recur "
+                        "at each spacing of online.spacings (memsinks.experiments.online)")
     theory.add_argument("overrides", nargs="*", help="TheoryConfig fields as key=value "
-                        "(seeds=0,1,2)")
-    theory.set_defaults(func=cmd_theory)
+                        "(seeds=0,1,2); with --online also online.KEY=value")
     add_sinks = sub.add_parser(
         "add-sinks", help="widen a pretrained model's MLPs by a zero-initialised sink pool",
         description="Add new MLP neurons as a sink pool to a plain transformers checkpoint "
@@ -296,13 +324,55 @@ def build_parser() -> argparse.ArgumentParser:
                            help="seed of the new neurons' weights and of the mask hash")
     add_sinks.add_argument("--mask", default="hash", choices=("hash", "reference"),
                            help="sink masks: this project's hash or the authors' (reference)")
-    add_sinks.set_defaults(func=cmd_add_sinks)
-    from .integrations.litgpt import register as register_litgpt
-
-    register_litgpt(sub)
-    from .data.annotate import register as register_annotate
-
-    register_annotate(sub)
+    litgpt = sub.add_parser(
+        "import-litgpt", help="convert a model trained with the authors' litgpt code into a "
+        "memsinks model directory",
+        description="Read a litgpt checkpoint of the Llama shape (lit_model.pth and "
+        "model_config.yaml), convert it into a transformers Llama model with the same logits, "
+        "and save it with sinks.json (the authors' shared/sink split and reference masks), "
+        "plus the tokenizer files found next to the checkpoint.")
+    litgpt.add_argument("checkpoint", help="lit_model.pth, or the directory holding it")
+    litgpt.add_argument("--config", default=None,
+                        help="model_config.yaml (default: the one next to the checkpoint)")
+    litgpt.add_argument("--out", required=True, help="output model directory")
+    litgpt.add_argument("--p-shared", type=float, default=0.7,
+                        help="fraction of hidden neurons shared, the authors' p_gen (0.7)")
+    litgpt.add_argument("--p-active", type=float, default=0.3,
+                        help="fraction of the sink pool a document switches on, the authors' "
+                        "p_mem (0.3)")
+    annotate = sub.add_parser("annotate", help="write a corpus's sink keys as one parquet table",
+                              description="Per document of SOURCE (a source spec or a token "
+                              "store directory): position, hash, sink key, sink ID, count and a "
+                              "repeated flag, in OUT/annotations.parquet. Resumes after an "
+                              "interruption.")
+    annotate.add_argument("--key", required=True, help="hash | field:NAME | minhash")
+    annotate.add_argument("source", help="a source spec (file, directory, glob, with ?options) "
+                                         "or a token store directory")
+    annotate.add_argument("--out", required=True, help="directory for annotations.parquet")
+    annotate.add_argument("--memory-limit", default="1GB",
+                          help="DuckDB's memory cap, e.g. 512MB or 8GB (default 1GB)")
+    annotate.add_argument("--threads", type=int, default=None,
+                          help="DuckDB threads (default: all)")
+    annotate.add_argument("--tokenizer", default=None,
+                          help="hash token ids with this tokenizer (name or path), as training "
+                               "does, instead of the text")
+    annotate.add_argument("--max-tokens", type=int, default=None,
+                          help="with --tokenizer: hash only each document's first ids")
+    minhash = MinHashParams()
+    annotate.add_argument("--threshold", type=float, default=None,
+                          help=f"minhash: estimated Jaccard to join a cluster "
+                               f"(default {minhash.threshold})")
+    annotate.add_argument("--shingle", type=int, default=None,
+                          help=f"minhash: words (or tokens) per shingle "
+                               f"(default {minhash.shingle})")
+    annotate.add_argument("--num-perm", type=int, default=None,
+                          help=f"minhash: signature length (default {minhash.num_perm})")
+    annotate.add_argument("--bands", type=int, default=None,
+                          help=f"minhash: LSH bands, dividing --num-perm "
+                               f"(default {minhash.bands})")
+    annotate.add_argument("--quiet", action="store_true", help="no progress output")
+    for name, verb in sub.choices.items():
+        verb.set_defaults(func=VERBS[name])
     return parser
 
 

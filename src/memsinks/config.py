@@ -1,4 +1,6 @@
-"""Study configuration: dataclasses, YAML as their serialised form, `key=value` overrides."""
+"""A study's configuration: StudyConfig composes the sections, each defined beside the code that
+owns it (data, model, sinks, train; pretrain here); YAML is their serialised form, ``key=value``
+strings override any field, and every value passes the shared coercer (memsinks.coerce)."""
 
 from __future__ import annotations
 
@@ -9,145 +11,13 @@ from typing import Any
 
 import yaml
 
+from .coerce import coerce
+from .data.config import DataConfig
+from .data.stream import Mixture
+from .methods import METHODS
 from .model import ModelConfig
 from .sinks import SinkConfig
-
-
-@dataclass
-class DataConfig:
-    """The training stream: general documents plus a repeated set R, its twins H, validation V."""
-
-    seed: int = 0
-    general_domains: list[str] = field(default_factory=lambda: ["stories", "facts"])
-    repeated_domain: str = "stories"
-    repeated_kind: str = "natural"  # natural | canary (random tokens, same lengths)
-    n_repeated: int = 64  # documents in R (and in H)
-    repetitions: int = 32  # times each R document appears in the stream
-    repeat_span: float = 1.0  # R's repetitions are spread over this leading fraction of training
-    # which occurrence of each R document the dedup stream keeps: first (all of R early in
-    # training) or random (one of its slots drawn per document, so R is spread over the run as
-    # a shuffled deduplicated corpus would place it)
-    dedup_keep: str = "first"
-    n_validation: int = 256
-    # share of the general stream (and of V) drawn from the repeated domain; None = every
-    # general domain in turn. 0 with general_domains=[facts] is the paper's regime: R is the
-    # only source of its domain
-    in_domain_share: float | None = None
-    n_heldout: int = 0  # documents in H, the held-out in-domain set (0 = as many as R)
-    # text corpora instead of the built-in generator (see memsinks.data.sources for the spec syntax)
-    general_source: str = ""  # a file, directory, glob or hf:owner/name; "" = built-in
-    repeated_source: str = ""  # where R and H come from; "" = general_source
-    tokenizer: str = "train:bpe"  # text corpora: train:bpe, a local path or a hub name
-    vocab_size: int = 8192  # train:bpe vocabulary size
-    tokenizer_docs: int = 20000  # documents train:bpe learns from (split over the sources)
-    min_tokens: int = 16  # text corpora: shorter documents are skipped
-    max_tokens: int = 0  # text corpora: longer documents are cut (0 = model context - 2)
-    # what a document's sink ID is keyed on: hash (its tokens), minhash (its near-duplicate
-    # cluster), field:NAME (a metadata field; built-in: field:source) or an annotation table
-    # (memsinks annotate; joined on the document hash); see data/keys.py
-    sink_key: str = "hash"
-    # each occurrence of an R document has this share of its tokens replaced, differently per
-    # occurrence and deterministically (draws from R's own tokens); R as evaluated, H and V
-    # stay unperturbed. Repetition that is not exact, as reposts and quotes are
-    perturb: float = 0.0
-    # built-in corpus: R's (and H's) documents are spread over this many sources round-robin,
-    # the metadata field "source" that sink_key=field:source reads (0 = no field)
-    sources: int = 0
-
-    def validate(self) -> None:
-        if self.repeated_source and not self.general_source:
-            raise ValueError("data.repeated_source is set but data.general_source is not; set "
-                             "both (text corpora) or neither (the built-in corpus)")
-        if self.dedup_keep not in ("first", "random"):
-            raise ValueError(f"data.dedup_keep = {self.dedup_keep!r}; use first or random")
-        if self.repeated_kind not in ("natural", "canary"):
-            raise ValueError(f"data.repeated_kind = {self.repeated_kind!r}; use natural or canary")
-        if not self.general_domains:
-            raise ValueError("data.general_domains is empty; name at least one corpus domain")
-        for name in ("n_repeated", "repetitions", "n_validation"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"data.{name} = {getattr(self, name)} must be at least 1")
-        if self.n_heldout < 0:
-            raise ValueError(f"data.n_heldout = {self.n_heldout} must be >= 0 (0 = as many "
-                             "as data.n_repeated)")
-        if self.in_domain_share is not None:
-            if not 0 <= self.in_domain_share <= 1:
-                raise ValueError(f"data.in_domain_share = {self.in_domain_share} is not a "
-                                 "share in [0, 1]; use for example 0 (the paper's regime) or 0.5")
-            others = [d for d in self.general_domains if d != self.repeated_domain]
-            if self.in_domain_share < 1 and not others:
-                raise ValueError("data.in_domain_share < 1 needs a general domain other than "
-                                 f"the repeated domain {self.repeated_domain!r}; add one to "
-                                 "data.general_domains (for example facts)")
-            if self.general_source:
-                raise ValueError("data.in_domain_share applies to the built-in corpus only; "
-                                 "with text corpora choose the sources instead")
-        from .data.keys import parse_key
-
-        parse_key(self.sink_key)
-        if not 0 <= self.perturb < 1:
-            raise ValueError(f"data.perturb = {self.perturb} is not a share in [0, 1); use for "
-                             "example 0.05 (one token in twenty replaced per occurrence)")
-        if self.sources < 0:
-            raise ValueError(f"data.sources = {self.sources} must be >= 0")
-        if self.sources and self.general_source:
-            raise ValueError("data.sources groups the built-in corpus's documents; a text "
-                             "corpus brings its own metadata fields (data.sink_key=field:NAME)")
-        if self.sink_key.startswith("field:") and not self.general_source and not self.sources:
-            raise ValueError(f"data.sink_key = {self.sink_key} needs a field; the built-in "
-                             "corpus has one, source, when data.sources is set (for example 16)")
-        if not 0 < self.repeat_span <= 1:
-            raise ValueError(f"data.repeat_span = {self.repeat_span} is not in (0, 1]")
-
-
-@dataclass
-class TrainConfig:
-    steps: int = 1000
-    batch_size: int = 32  # documents per step (one per row, unless packing)
-    lr: float = 2e-3
-    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
-    warmup_steps: int = 50
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    seed: int = 0  # model initialisation
-    eval_every: int = 100  # learning-curve evaluations (0 = none)
-    eval_docs: int = 64  # documents per set in learning-curve evaluations
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    threads: int = 0  # torch CPU threads (0 = torch's default)
-    grad_accum: int = 1  # micro-batches per step (the batch is the same; memory is smaller)
-    parallel: str = "auto"  # under torchrun: auto (= ddp) | ddp | fsdp | none
-    compile: bool = False  # torch.compile the model (GPU)
-    checkpoint_every: int = 250  # steps between resumable checkpoints (0 = only on SIGTERM)
-    # pack a step's documents into rows of row_len tokens, attention kept inside documents;
-    # the same documents per step (batch_size), the same gradients up to float rounding
-    # None = on for text corpora (mixed lengths: 3-4x the useful tokens/s measured), off for
-    # the built-in corpus (similar lengths: about 5% slower, benchmarks/packing.py)
-    packing: bool | None = None
-    row_len: int = 0  # packed row length (0 = the model context); longer documents are split
-    # training matmuls: auto (bf16 autocast on GPU, fp32 on CPU) | fp32 | bf16
-    precision: str = "auto"
-
-    def validate(self) -> None:
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"train.precision = {self.precision!r} is not one of auto, fp32, "
-                             "bf16")
-        if self.row_len < 0 or self.row_len == 1:
-            raise ValueError(f"train.row_len = {self.row_len} must be 0 (the model context) or "
-                             "at least 2 (BOS and EOS)")
-        for name in ("steps", "batch_size", "grad_accum"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"train.{name} = {getattr(self, name)} must be at least 1")
-        if self.checkpoint_every < 0:
-            raise ValueError(f"train.checkpoint_every = {self.checkpoint_every} must be >= 0")
-        from .parallel import STRATEGIES
-
-        if self.parallel not in STRATEGIES:
-            raise ValueError(f"train.parallel = {self.parallel!r} is not one of "
-                             f"{', '.join(STRATEGIES)}")
-        if self.lr <= 0:
-            raise ValueError(f"train.lr = {self.lr} must be positive")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"train.min_lr_ratio = {self.min_lr_ratio} is not in [0, 1]")
+from .train import TrainConfig, packs
 
 
 @dataclass
@@ -157,8 +27,11 @@ class PretrainConfig:
     the train section's batch size and optimizer settings. Every method then fine-tunes it."""
 
     steps: int = 0
+    """Steps of the base's training (>= 1 with model.init_from = pretrain)."""
     lr: float = 2e-3
+    """Peak learning rate of the base's training."""
     warmup_steps: int = 50
+    """Steps of linear warmup of the base's training."""
 
     def validate(self) -> None:
         if self.steps < 0:
@@ -172,17 +45,23 @@ class StudyConfig:
     """A whole study: the same stream and seeds, several training methods, one report."""
 
     name: str = "default"
+    """The study's directory under out_dir."""
     methods: list[str] = field(default_factory=lambda: ["standard", "dedup", "memsinks"])
+    """Training methods, by name (memsinks.methods.METHODS)."""
     data: DataConfig = field(default_factory=DataConfig)
+    """The stream and its evaluation sets (memsinks.data.config)."""
     model: ModelConfig = field(default_factory=ModelConfig)
+    """The model's preset and shape, and where it starts (memsinks.model)."""
     sinks: SinkConfig = field(default_factory=SinkConfig)
+    """How the MLPs' neurons are split into shared neurons and sinks (memsinks.sinks)."""
     train: TrainConfig = field(default_factory=TrainConfig)
+    """The training loop (memsinks.train)."""
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    """The base a study pretrains itself with model.init_from = pretrain."""
     out_dir: str = "runs"
+    """Where studies are written: out_dir/name."""
 
     def validate(self) -> None:
-        from .methods import METHODS  # methods depend on config, not the other way round
-
         self.data.validate()
         self.train.validate()
         self.sinks.validate()
@@ -233,37 +112,19 @@ def to_dict(config: Any) -> dict:
 
 
 def _build(cls: type, values: dict, prefix: str) -> Any:
+    if not isinstance(values, dict):
+        raise ValueError(f"config section {prefix.rstrip('.')!r} = {values!r} is not a mapping "
+                         f"of keys; write it as {prefix}KEY=VALUE or a YAML section")
     known = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
-    for key, value in (values or {}).items():
+    for key, value in values.items():
         if key not in known:
             raise ValueError(f"unknown config key {prefix + key!r}; valid keys here: "
                              f"{', '.join(known)}")
         sub = _SECTIONS.get(key) if cls is StudyConfig else None
-        kwargs[key] = (_build(sub, value, f"{key}.") if sub
-                       else _coerce(known[key], value, f"{prefix}{key}"))
+        kwargs[key] = (_build(sub, {} if value is None else value, f"{key}.") if sub
+                       else coerce(cls, key, value, prefix))
     return cls(**kwargs)
-
-
-def _coerce(spec: dataclasses.Field, value: Any, name: str) -> Any:
-    # YAML reads "1e-3" as a string and "1" as an int; take the field's own type where it is plain
-    default = spec.default
-    if value is None or default is dataclasses.MISSING or default is None:
-        return value
-    try:
-        if isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise ValueError
-            return value
-        if isinstance(default, (int, float)) and not isinstance(value, bool):
-            number = type(default)(value)
-            if isinstance(default, int) and number != float(value):
-                raise ValueError
-            return number
-    except (TypeError, ValueError):
-        raise ValueError(f"config key {name!r} = {value!r} is not a valid "
-                         f"{type(default).__name__}") from None
-    return value
 
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "sinks": SinkConfig, "train": TrainConfig,
@@ -271,7 +132,7 @@ _SECTIONS = {"data": DataConfig, "model": ModelConfig, "sinks": SinkConfig, "tra
 
 
 def from_dict(values: dict) -> StudyConfig:
-    return _build(StudyConfig, values, "")
+    return _build(StudyConfig, values or {}, "")
 
 
 def apply_overrides(values: dict, overrides: list[str]) -> dict:
@@ -314,3 +175,21 @@ def load(path: str | Path | None, overrides: list[str] = ()) -> StudyConfig:
 
 def dump(config: StudyConfig) -> str:
     return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
+def study_config_of(method_dir: Path) -> StudyConfig:
+    """The config of the study a method directory belongs to (``<study>/config.yaml``)."""
+    config_path = Path(method_dir).parent / "config.yaml"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} does not exist; pass a method directory inside "
+                                "a study directory, such as runs/default/memsinks")
+    return load(config_path)
+
+
+def mixture_of(config: StudyConfig) -> Mixture:
+    """The study's stream; text corpora are cut to the model's context for evaluation, and for
+    training too unless rows are packed (which keeps long documents whole, split into rows)."""
+    context = config.model.resolved()["max_seq_len"]
+    return Mixture(config.data, config.train.steps, config.train.batch_size,
+                   max_tokens=context - 2,
+                   whole_documents=packs(config.train, bool(config.data.general_source)))

@@ -25,18 +25,26 @@ class ModelConfig:
     """A preset, with any of its shape fields overridden (None = the preset's value)."""
 
     preset: str = "tiny"
+    """A name in PRESETS: tiny, small, medium, large, smollm-135m, smollm-360m, smollm-1.7b."""
     num_layers: int | None = None
+    """Decoder layers."""
     hidden_size: int | None = None
+    """Width of the residual stream."""
     intermediate_size: int | None = None
+    """Width of every MLP (its hidden neurons: the shared ones and the sink pool)."""
     num_heads: int | None = None
+    """Attention heads."""
     num_kv_heads: int | None = None
+    """Key/value heads (grouped-query attention when fewer than num_heads)."""
     max_seq_len: int | None = None
+    """The model context, in tokens."""
     tie_embeddings: bool = True
-    # where training starts: "" = a fresh model of this shape; "pretrain" = a base model the
-    # study first trains on general documents (the pretrain section); or a model directory
-    # (a transformers checkpoint, or a study's method directory). Sink methods then widen
-    # every MLP by a zero-initialised sink pool (memsinks.sinks.add_sink_pool)
+    """Share the input embedding with the output head."""
     init_from: str = ""
+    """Where training starts: "" = a fresh model of this shape; "pretrain" = a base model the
+    study first trains on general documents (the pretrain section); or a model directory (a
+    transformers checkpoint, or a study's method directory). Sink methods then widen every MLP
+    by a zero-initialised sink pool (memsinks.families.add_sink_pool)."""
 
     def resolved(self) -> dict[str, int]:
         if self.preset not in PRESETS:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-STRATEGIES = ("auto", "none", "ddp", "fsdp")
+Strategy = Literal["auto", "none", "ddp", "fsdp"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 
 @dataclass(frozen=True)

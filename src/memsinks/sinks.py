@@ -5,34 +5,41 @@ pool (the rest). While training, a token of document ``d`` sees all shared neuro
 sinks that ``d``'s ID switches on; ID 0 means "no sinks" (padding, or documents that are not
 given sinks). After training the sinks are dropped, or one document's sinks are excluded.
 
-This module is a leaf: it knows nothing about corpora, training or reports.
+It knows nothing about corpora, training or reports; where each model family keeps its MLPs,
+and how their projections are rebuilt, is :mod:`memsinks.families`.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 import torch
 from torch import nn
 
+from .families import model_family, rebuild_mlps
+
 MODES = ("off", "train", "own", "keep", "drop", "exclude")
-RESCALES = ("paper", "mass", "none")
 _M32 = 0xFFFFFFFF
 
 
 def document_id(token_ids: Sequence[int] | np.ndarray) -> int:
     """A 63-bit ID from a hash of the token ids: equal documents share it, and it is never 0."""
-    data = np.asarray(token_ids, dtype="<i8").tobytes()
+    return hash63(np.asarray(token_ids, dtype="<i8").tobytes())
+
+
+def hash63(data: bytes) -> int:
+    """A 63-bit BLAKE2b hash of ``data`` that is never 0 (0 means "no sinks")."""
     value = int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little") >> 1
     return value or 1
 
 
-def _fmix32(x: torch.Tensor) -> torch.Tensor:
+def fmix32(x: torch.Tensor) -> torch.Tensor:
     # murmur3's finaliser on 32-bit words held in int64. Products can wrap past 2^63, but the
     # low 32 bits of a two's-complement product are exact, so masking keeps it portable.
     x = x ^ (x >> 16)
@@ -50,10 +57,10 @@ def sink_masks(ids: torch.Tensor, n_sink: int, p_active: float, seed: int = 0) -
     """
     ids = ids.to(torch.int64).reshape(-1, 1)
     lo, hi = ids & _M32, (ids >> 32) & _M32
-    salt = _fmix32(torch.tensor((seed * 0x9E3779B1 + 0x632BE5AB) & _M32, device=ids.device))
-    per_id = _fmix32(lo ^ _fmix32(hi ^ salt))
+    salt = fmix32(torch.tensor((seed * 0x9E3779B1 + 0x632BE5AB) & _M32, device=ids.device))
+    per_id = fmix32(lo ^ fmix32(hi ^ salt))
     neuron = torch.arange(n_sink, device=ids.device, dtype=torch.int64).reshape(1, -1)
-    word = _fmix32(_fmix32(per_id ^ ((neuron * 0x9E3779B9) & _M32)) ^ salt)
+    word = fmix32(fmix32(per_id ^ ((neuron * 0x9E3779B9) & _M32)) ^ salt)
     threshold = int(round(p_active * 2**32))
     return (word < threshold) & (ids != 0)
 
@@ -75,47 +82,55 @@ def reference_sink_masks(ids: torch.Tensor, n_sink: int, p_active: float) -> tor
     return (values.double() / REFERENCE_M) < p_active
 
 
-MASKS = ("hash", "reference")
-TOKENS = ("all", "rare")
+Rescale = Literal["paper", "mass", "none"]
+Mask = Literal["hash", "reference"]
+Tokens = Literal["all", "rare"]
+RESCALES, MASKS, TOKENS = get_args(Rescale), get_args(Mask), get_args(Tokens)
 
 
 @dataclass
 class SinkConfig:
     """How the MLP hidden neurons are split and used."""
 
-    p_shared: float = 0.7  # fraction of hidden neurons that are shared (always on)
-    p_active: float = 0.3  # fraction of the sink pool a document switches on
-    seed: int = 0  # salt of the mask hash
-    drop_rescale: str = "paper"  # shared-neuron factor in drop mode: paper | mass | none
-    # scale on the gradient a document with sinks sends to every parameter outside its sinks
-    # (shared neurons, attention, embeddings); 1 = the paper. Below 1 the shared part learns
-    # less from repeated documents while their sinks learn as much (this project's variant)
+    p_shared: float = 0.7
+    """Fraction of hidden neurons that are shared (always on)."""
+    p_active: float = 0.3
+    """Fraction of the sink pool a document switches on."""
+    seed: int = 0
+    """Salt of the mask hash."""
+    drop_rescale: Rescale = "paper"
+    """Shared-neuron factor in drop mode: paper | mass | none (see Sinks.drop_scale)."""
     shared_grad: float = 1.0
-    # the occurrence from which shared_grad applies: a document's first shared_grad_from
-    # occurrences train every parameter fully (0: all occurrences are scaled). Models learn a
-    # domain before they memorize its documents, so early occurrences can teach the shared
-    # neurons the domain and later ones only the sinks
+    """Scale on the gradient a document with sinks sends to every parameter outside its sinks
+    (shared neurons, attention, embeddings); 1 = the paper. Below 1 the shared part learns less
+    from repeated documents while their sinks learn as much (this project's variant)."""
     shared_grad_from: int = 0
-    # every plain_every-th occurrence of a document (the 1st, (m+1)-th, ...) trains as a plain
-    # document: no sinks, every parameter fully; the others keep their sinks and shared_grad.
-    # With shared_grad = 0 the shared part sees each document 1/m as often (0: off)
+    """The occurrence from which shared_grad applies: a document's first shared_grad_from
+    occurrences train every parameter fully (0: all occurrences are scaled). Models learn a
+    domain before they memorize its documents, so early occurrences can teach the shared
+    neurons the domain and later ones only the sinks."""
     plain_every: int = 0
-    # hash: this project's counter-based hash (ID 0 = no sinks); reference: the authors' masks,
-    # bit-compatible with their checkpoints (see reference_sink_masks)
-    mask: str = "hash"
-    # centred masks (this project's variant): a document's sinks are x(1 - p_active) and every
-    # other sink x(-p_active), so the masks average to zero over documents. The sinks can then
-    # hold no component common to all documents (a domain), which only the shared neurons can
-    # learn; drop mode, sinks x0, is the average of the training-time models over IDs
+    """Every plain_every-th occurrence of a document (the 1st, (m+1)-th, ...) trains as a plain
+    document: no sinks, every parameter fully; the others keep their sinks and shared_grad.
+    With shared_grad = 0 the shared part sees each document 1/m as often (0: off)."""
+    mask: Mask = "hash"
+    """hash: this project's counter-based hash (ID 0 = no sinks); reference: the authors'
+    masks, bit-compatible with their checkpoints (see reference_sink_masks)."""
     centered: bool = False
-    # which tokens of a document with sinks switch them on (this project's variant). all: every
-    # token (the paper). rare: only positions whose next token is rare, i.e. the n-gram of
-    # rare_n tokens ending at it occurs in fewer than rare_docs distinct training documents
-    # (memsinks.data.rarity); elsewhere the document trains the shared neurons alone, and
-    # shared_grad then scales only the rare tokens' gradient outside the sinks
-    tokens: str = "all"
+    """Centred masks (this project's variant): a document's sinks are x(1 - p_active) and every
+    other sink x(-p_active), so the masks average to zero over documents. The sinks can then
+    hold no component common to all documents (a domain), which only the shared neurons can
+    learn; drop mode, sinks x0, is the average of the training-time models over IDs."""
+    tokens: Tokens = "all"
+    """Which tokens of a document with sinks switch them on (this project's variant). all:
+    every token (the paper). rare: only positions whose next token is rare, i.e. the n-gram of
+    rare_n tokens ending at it occurs in fewer than rare_docs distinct training documents
+    (memsinks.data.rarity); elsewhere the document trains the shared neurons alone, and
+    shared_grad then scales only the rare tokens' gradient outside the sinks."""
     rare_n: int = 3
+    """tokens = rare: the length of the n-grams counted."""
     rare_docs: int = 2
+    """tokens = rare: an n-gram is rare when fewer training documents than this hold it."""
 
     def validate(self) -> None:
         for name in ("p_shared", "p_active"):
@@ -149,10 +164,10 @@ class Sinks:
     """Sink gates on every MLP of a model of a supported family, switched between modes.
 
     A forward pre-hook on each MLP's output projection (``down_proj`` in Llama; see
-    ``FAMILIES``) multiplies the hidden activations by the current mask, so the model's
-    parameters and state-dict keys stay those of a plain transformers model. The mask is built
-    once per batch and shared by all layers (the same sink subset in every layer, as in the
-    reference code).
+    ``memsinks.families.FAMILIES``) multiplies the hidden activations by the current mask, so
+    the model's parameters and state-dict keys stay those of a plain transformers model. The
+    mask is built once per batch and shared by all layers (the same sink subset in every layer,
+    as in the reference code).
     """
 
     def __init__(self, model: nn.Module, config: SinkConfig, n_shared: int | None = None):
@@ -303,152 +318,6 @@ class Sinks:
             self._mask, self._cast, self.mode = saved
 
 
-# -- model families -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ModelFamily:
-    """Where a model family keeps its decoder layers and each MLP's hidden activation.
-
-    Every family's layers hold their MLP as ``layer.mlp``. The hidden activation is the input
-    of ``output``; its neurons are the output units of each projection in ``inputs``, stacked
-    ``blocks`` times when one projection computes several factors (Phi-3's gate and up).
-    """
-
-    name: str  # as named in messages and docs
-    model_types: tuple[str, ...]  # the config.model_type values it covers
-    layers: str  # attribute of the base model (model.base_model) holding the decoder layers
-    inputs: tuple[str, ...]  # MLP projections that produce the hidden neurons
-    output: str  # MLP projection that reads them: the sink gate's site
-    width_field: str  # config field holding the MLP width, set by drop_sinks
-    blocks: int = 1
-    conv1d: bool = False  # weights stored (in, out), as transformers' Conv1D (GPT-2)
-    # the hidden activation is a fresh product act(gate) * up that nothing saves for backward,
-    # so the gate may scale it in place; False where it is act(x) itself
-    gated: bool = True
-
-    def layers_of(self, model: nn.Module) -> list[nn.Module]:
-        """The decoder layers of ``model`` (a causal LM or its base model)."""
-        base = getattr(model, "base_model", model)
-        layers = getattr(base, self.layers, None)
-        names = (*self.inputs, self.output)
-        if layers is None or not all(hasattr(getattr(layer, "mlp", None), name)
-                                     for layer in layers for name in names):
-            raise TypeError(f"{type(model).__name__} has no {self.layers}[i].mlp."
-                            f"{{{', '.join(names)}}} as {self.name} models do; pass an unmodified "
-                            "transformers model of that family")
-        return list(layers)
-
-    def output_of(self, mlp: nn.Module) -> nn.Module:
-        """The projection whose input is the hidden activation."""
-        return getattr(mlp, self.output)
-
-    def width_of(self, mlp: nn.Module) -> int:
-        """The number of hidden neurons of ``mlp``."""
-        weight = self.output_of(mlp).weight
-        return weight.shape[0] if self.conv1d else weight.shape[1]
-
-
-def _llama_shaped(name: str, model_type: str) -> ModelFamily:
-    return ModelFamily(name, (model_type,), "layers", ("gate_proj", "up_proj"), "down_proj",
-                       "intermediate_size")
-
-
-# The adapter table: module names and width fields as in transformers' modeling files.
-FAMILIES: tuple[ModelFamily, ...] = (
-    _llama_shaped("Llama", "llama"),
-    _llama_shaped("Mistral", "mistral"),
-    _llama_shaped("Qwen2", "qwen2"),
-    _llama_shaped("Qwen3", "qwen3"),
-    _llama_shaped("Gemma", "gemma"),
-    _llama_shaped("Gemma 2", "gemma2"),
-    _llama_shaped("OLMo 2", "olmo2"),
-    # gate_up_proj's first intermediate_size outputs are the gate, the next ones the up factor
-    ModelFamily("Phi-3", ("phi3",), "layers", ("gate_up_proj",), "down_proj",
-                "intermediate_size", blocks=2),
-    ModelFamily("GPT-NeoX", ("gpt_neox",), "layers", ("dense_h_to_4h",), "dense_4h_to_h",
-                "intermediate_size", gated=False),
-    # n_inner = None means 4 * n_embd; drop_sinks always writes the width out
-    ModelFamily("GPT-2", ("gpt2",), "h", ("c_fc",), "c_proj", "n_inner", conv1d=True,
-                gated=False),
-)
-
-
-def model_family(model: nn.Module) -> ModelFamily:
-    """The adapter for ``model``, chosen by ``model.config.model_type``."""
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
-    for family in FAMILIES:
-        if model_type in family.model_types:
-            return family
-    supported = ", ".join(f"{f.name} ({'/'.join(f.model_types)})" for f in FAMILIES)
-    raise TypeError(f"memsinks cannot place sinks in {type(model).__name__} (model_type "
-                    f"{model_type!r}); use a transformers causal LM of a supported family: "
-                    f"{supported}")
-
-
-def _decoder_layers(model: nn.Module) -> list[nn.Module]:
-    """The decoder layers of a model whose MLPs are Llama-shaped (gate_proj, up_proj, down_proj).
-
-    For callers that index those names directly (gradient masking, the unlearning baselines);
-    ``Sinks`` and ``drop_sinks`` take every family in ``FAMILIES`` through ``model_family``.
-    """
-    family = model_family(model)
-    if family.inputs != ("gate_proj", "up_proj") or family.output != "down_proj":
-        llama_shaped = ", ".join(f.name for f in FAMILIES
-                                 if f.inputs == ("gate_proj", "up_proj"))
-        raise TypeError(f"gradient masking and the unlearning baselines need gate_proj/up_proj/"
-                        f"down_proj MLPs, which {family.name} models lack; use a model of one "
-                        f"of {llama_shaped}")
-    return family.layers_of(model)
-
-
-def _projection(old: nn.Module, n_in: int, n_out: int, conv1d: bool) -> nn.Module:
-    # a fresh module of the same kind, drawing its (overwritten) init from the global RNG
-    # exactly as nn.Linear always has here, so runs that continue after an export are unchanged
-    if conv1d:
-        return type(old)(n_out, n_in).to(old.weight.device, old.weight.dtype)
-    return nn.Linear(n_in, n_out, bias=old.bias is not None, device=old.weight.device,
-                     dtype=old.weight.dtype)
-
-
-def _rebuild_mlps(model: nn.Module, family: ModelFamily, new_width: int,
-                  rows: Callable[[torch.Tensor, int, bool], torch.Tensor],
-                  columns: Callable[[torch.Tensor], torch.Tensor]) -> None:
-    """Swap every MLP's projections, in place, for ones with ``new_width`` hidden neurons.
-
-    ``rows(old, block, is_bias)`` gives an input projection's new rows (weights (out, in), or
-    bias) from one factor block of its old ones; ``columns(old)`` the output projection's new
-    weight (out, new_width) from its old one. The config's width field follows.
-    """
-    for layer in family.layers_of(model):
-        mlp = layer.mlp
-        width = family.width_of(mlp)
-        blocks = [slice(b * width, (b + 1) * width) for b in range(family.blocks)]
-        with torch.no_grad():
-            for name in family.inputs:
-                old = getattr(mlp, name)
-                weight = old.weight.T if family.conv1d else old.weight  # (out, in)
-                new = _projection(old, weight.shape[1], new_width * family.blocks,
-                                  family.conv1d)
-                stacked = torch.cat([rows(weight[span], b, False)
-                                     for b, span in enumerate(blocks)])
-                new.weight.copy_(stacked.T if family.conv1d else stacked)
-                if old.bias is not None:
-                    new.bias.copy_(torch.cat([rows(old.bias[span], b, True)
-                                              for b, span in enumerate(blocks)]))
-                setattr(mlp, name, new)
-            old = family.output_of(mlp)
-            weight = old.weight.T if family.conv1d else old.weight  # (out, in)
-            new = _projection(old, new_width, weight.shape[0], family.conv1d)
-            rebuilt = columns(weight)
-            new.weight.copy_(rebuilt.T if family.conv1d else rebuilt)
-            if old.bias is not None:
-                new.bias.copy_(old.bias)
-            setattr(mlp, family.output, new)
-        if hasattr(mlp, "intermediate_size"):
-            mlp.intermediate_size = new_width
-    if hasattr(model, "config"):
-        setattr(model.config, family.width_field, new_width)
-
-
 def drop_sinks(model: nn.Module, sinks: Sinks) -> nn.Module:
     """A plain copy of ``model`` with the sink neurons deleted and the rescale folded in.
 
@@ -459,63 +328,8 @@ def drop_sinks(model: nn.Module, sinks: Sinks) -> nn.Module:
     scale = sinks.drop_scale()
     with sinks.detached():  # the copy must not carry hooks that point at this Sinks
         plain = copy.deepcopy(model)
-    _rebuild_mlps(plain, sinks.family, n, rows=lambda old, block, is_bias: old[:n],
-                  columns=lambda old: old[:, :n] * scale)
+    rebuild_mlps(plain, sinks.family, n, rows=lambda old, block, is_bias: old[:n],
+                 columns=lambda old: old[:, :n] * scale)
     if getattr(getattr(plain, "config", None), "memsinks_n_shared", None) is not None:
         del plain.config.memsinks_n_shared  # the copy is sink-free
     return plain
-
-
-def sink_pool_size(width: int, p_shared: float) -> int:
-    """Sink neurons to add to an MLP of ``width`` so that ``p_shared`` of the result is shared."""
-    if not 0 < p_shared < 1:
-        raise ValueError(f"sinks.p_shared = {p_shared} must be in (0, 1) to add a sink pool")
-    return max(1, round(width * (1 - p_shared) / p_shared))
-
-
-def add_sink_pool_share(model: nn.Module, p_shared: float, seed: int = 0) -> int:
-    """:func:`add_sink_pool` with as many sinks as make the old width ``p_shared`` of the new
-    one; returns the old width (the shared neurons)."""
-    family = model_family(model)
-    width = family.width_of(family.layers_of(model)[0].mlp)
-    return add_sink_pool(model, sink_pool_size(width, p_shared), seed=seed)
-
-
-def add_sink_pool(model: nn.Module, n_sink: int, seed: int = 0,
-                  init_std: float | None = None) -> int:
-    """Widen every MLP of a (pretrained) model by ``n_sink`` new neurons, in place; returns the
-    old width, which becomes the number of shared neurons.
-
-    The new neurons' input weights are drawn from N(0, init_std) (the config's
-    ``initializer_range`` by default) and their biases are zero; their output (down
-    projection) columns start at zero, so the model computes exactly what it did before, and
-    its first gradient reaches the sinks through those columns (as LoRA's zero-initialised B
-    does). Build ``Sinks(model, config, n_shared=<returned width>)`` on the result.
-    """
-    if n_sink < 1:
-        raise ValueError(f"a sink pool of {n_sink} neurons is empty; add at least one")
-    family = model_family(model)
-    config = getattr(model, "config", None)
-    if getattr(config, "memsinks_n_shared", None):
-        raise ValueError(f"this model already has a sink pool ({config.memsinks_n_shared} "
-                         "shared neurons); train it as it is, or widen its sink-free export "
-                         "(memsinks export) instead")
-    std = init_std if init_std is not None else getattr(config, "initializer_range", 0.02)
-    generator = torch.Generator().manual_seed(seed)
-    width = family.width_of(family.layers_of(model)[0].mlp)
-    new_width = width + n_sink
-
-    def rows(old: torch.Tensor, block: int, is_bias: bool) -> torch.Tensor:
-        # each factor block (Phi-3's gate, then up) gets its new neurons at its own end
-        if is_bias:
-            return torch.cat([old, old.new_zeros(n_sink)])
-        fresh = torch.randn(n_sink, old.shape[1], generator=generator) * std
-        return torch.cat([old, fresh.to(old.device, old.dtype)])
-
-    _rebuild_mlps(model, family, new_width, rows,
-                  columns=lambda old: torch.cat([old, old.new_zeros(old.shape[0], n_sink)],
-                                                dim=1))
-    if config is not None:
-        # saved with the config, so a widened checkpoint is not widened again by mistake
-        config.memsinks_n_shared = width
-    return width

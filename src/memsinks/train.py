@@ -1,5 +1,6 @@
-"""The training loop: AdamW, warmup plus cosine, clipping, sink masks per batch, periodic evals,
-checkpoints, and the training-time changes of other methods (Goldfish loss, gradient masking)."""
+"""The training loop and its config: AdamW, warmup plus cosine, clipping, sink masks per batch,
+periodic evals, checkpoints, and the training-time changes of other methods (Goldfish loss,
+gradient masking)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -18,29 +20,81 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from . import parallel
-from .config import TrainConfig
 from .data.packing import PackedBatch, collate, model_context, pack
 from .data.stream import Mixture
-from .sinks import Sinks, _fmix32
+from .device import autocast
+from .families import decoder_layers
+from .parallel import Strategy
+from .sinks import Sinks, fmix32
+
+Precision = Literal["auto", "fp32", "bf16"]
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"train.device = {name!r} but no CUDA device is available; use cpu")
-    return torch.device(name)
+@dataclass
+class TrainConfig:
+    """The train section of a study config: the loop's steps, optimizer and machinery."""
 
+    steps: int = 1000
+    """Optimizer steps."""
+    batch_size: int = 32
+    """Documents per step (one per row, unless packing)."""
+    lr: float = 2e-3
+    """Peak learning rate of AdamW, after warmup."""
+    min_lr_ratio: float = 0.1
+    """The cosine decays to lr * min_lr_ratio."""
+    warmup_steps: int = 50
+    """Steps of linear warmup."""
+    weight_decay: float = 0.1
+    """AdamW weight decay, on matrices only."""
+    grad_clip: float = 1.0
+    """Gradient-norm clipping."""
+    seed: int = 0
+    """Seed of the model initialisation."""
+    eval_every: int = 100
+    """Steps between learning-curve evaluations (0 = none)."""
+    eval_docs: int = 64
+    """Documents per set in learning-curve evaluations."""
+    device: str = "auto"
+    """auto | cpu | cuda | cuda:N."""
+    threads: int = 0
+    """torch CPU threads (0 = torch's default)."""
+    grad_accum: int = 1
+    """Micro-batches per step (the batch is the same; memory is smaller)."""
+    parallel: Strategy = "auto"
+    """Under torchrun: auto (= ddp) | ddp | fsdp | none."""
+    compile: bool = False
+    """torch.compile the model (GPU)."""
+    checkpoint_every: int = 250
+    """Steps between resumable checkpoints (0 = only on SIGTERM)."""
+    packing: bool | None = None
+    """Pack a step's documents into rows of row_len tokens, attention kept inside documents:
+    the same documents per step (batch_size), the same gradients up to float rounding.
+    None = on for text corpora (mixed lengths: 3-4x the useful tokens/s measured), off for the
+    built-in corpus (similar lengths: about 5% slower, benchmarks/packing.py)."""
+    row_len: int = 0
+    """Packed row length (0 = the model context); longer documents are split."""
+    precision: Precision = "auto"
+    """Training matmuls: auto (bf16 autocast on GPU, fp32 on CPU) | fp32 | bf16."""
 
-def autocast(device: torch.device, precision: str = "auto"):
-    """bf16 autocast on GPU, or anywhere with ``precision="bf16"``; else full precision.
-
-    ``auto`` keeps CPU training in fp32: bf16 autocast is faster on a CPU with AMX only for
-    larger matrices, and evaluations stay exact (benchmarks/precision.py measures the ratio).
-    """
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext()
+    def validate(self) -> None:
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"train.precision = {self.precision!r} is not one of auto, fp32, "
+                             "bf16")
+        if self.row_len < 0 or self.row_len == 1:
+            raise ValueError(f"train.row_len = {self.row_len} must be 0 (the model context) or "
+                             "at least 2 (BOS and EOS)")
+        for name in ("steps", "batch_size", "grad_accum"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"train.{name} = {getattr(self, name)} must be at least 1")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"train.checkpoint_every = {self.checkpoint_every} must be >= 0")
+        if self.parallel not in parallel.STRATEGIES:
+            raise ValueError(f"train.parallel = {self.parallel!r} is not one of "
+                             f"{', '.join(parallel.STRATEGIES)}")
+        if self.lr <= 0:
+            raise ValueError(f"train.lr = {self.lr} must be positive")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"train.min_lr_ratio = {self.min_lr_ratio} is not in [0, 1]")
 
 
 def packs(config: TrainConfig, text_corpus: bool) -> bool:
@@ -85,7 +139,7 @@ def goldfish_drops(input_ids: torch.Tensor, k: int, h: int) -> torch.Tensor:
                                    device=input_ids.device), input_ids.long()], dim=1)
     acc = torch.full((rows, width), 0x9E3779B9, dtype=torch.int64, device=input_ids.device)
     for offset in range(h):  # context token input_ids[t - h + offset] for label position t
-        acc = _fmix32(acc ^ (padded[:, offset:offset + width] & 0xFFFFFFFF))
+        acc = fmix32(acc ^ (padded[:, offset:offset + width] & 0xFFFFFFFF))
     drops = (acc % k) == 0
     drops[:, 0] = False  # position 0 (BOS) is never a label
     return drops
@@ -101,13 +155,11 @@ class GradientRouter:
     """
 
     def __init__(self, model: torch.nn.Module, start: int, other_scale: float = 0.0):
-        from .sinks import _decoder_layers
-
         self.active = False
         self.other_scale = float(other_scale)
         self._handles = []
         designated: dict[int, torch.Tensor] = {}
-        for layer in _decoder_layers(model):
+        for layer in decoder_layers(model):
             mlp = layer.mlp
             width = mlp.down_proj.in_features
             if not 0 < start < width:

@@ -14,45 +14,79 @@
 A key is a 63-bit non-zero integer, and the sink ID of a document is its key: equal keys share
 sinks. Which documents then get sinks (all, those whose key repeats, those seen before) is the
 method's choice (``Method.sink_ids``), applied to keys exactly as to hashes.
+``memsinks annotate --key`` reads the same grammar (hash, minhash and field:NAME) and writes
+the same keys (:func:`key_id`; :func:`text_id` for raw text).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..sinks import document_id
+from ..sinks import document_id, hash63
+from .near_duplicates import MinHashParams, minhash_clusters
 
 TABLE = "annotations.parquet"  # what memsinks annotate writes
 MINHASH_OPTIONS = {"shingle": int, "num_perm": int, "bands": int, "threshold": float,
                    "seed": int}
+KINDS = ("hash", "minhash", "field", "table")
+_FORMS = {"hash": "hash", "minhash": "minhash", "field": "field:NAME",
+          "table": "an annotation table"}
+_EXAMPLES = {"field": "field:source", "minhash": "minhash?shingle=3&threshold=0.4&bands=32",
+             "table": "runs/ann/annotations.parquet"}  # in the order the message lists them
 
 
-def parse_key(key: str) -> tuple[str, str]:
-    """``(kind, argument)`` of a ``data.sink_key`` value, or one sentence naming the fix."""
-    if key == "hash":
-        return key, ""
-    if key == "minhash" or key.startswith("minhash?"):
-        minhash_options(key)
-        return "minhash", key.partition("?")[2]
-    if key.startswith("field:") and key[len("field:"):].strip():
-        return "field", key[len("field:"):].strip()
-    if key.endswith(".parquet") or (Path(key).is_dir() and (Path(key) / TABLE).is_file()):
+class SinkKey(NamedTuple):
+    """A parsed sink key: its kind and argument (the field name, the table's path, or the
+    minhash options after ``?``); it unpacks as ``(kind, argument)``."""
+
+    kind: str
+    argument: str = ""
+
+    def __str__(self) -> str:
+        if self.kind == "field":
+            return f"field:{self.argument}"
+        if self.kind == "minhash":
+            return f"minhash?{self.argument}" if self.argument else "minhash"
+        return self.argument if self.kind == "table" else self.kind
+
+
+def parse_key(key: str, setting: str = "data.sink_key", kinds: tuple[str, ...] = KINDS
+              ) -> SinkKey:
+    """The one grammar of sink keys, for ``data.sink_key`` and ``memsinks annotate --key``
+    (which takes the ``kinds`` hash, minhash and field): the parsed key, or one sentence that
+    names ``setting`` and the fix."""
+    if key == "hash" and "hash" in kinds:
+        return SinkKey("hash")
+    if (key == "minhash" or key.startswith("minhash?")) and "minhash" in kinds:
+        minhash_options(key, setting)
+        return SinkKey("minhash", key.partition("?")[2])
+    if key.startswith("field:") and "field" in kinds:
+        name = key[len("field:"):].strip()
+        if not name:
+            raise ValueError(f"{setting} = {key!r} names no field; write field:NAME, such as "
+                             "field:source")
+        return SinkKey("field", name)
+    if "table" in kinds and (key.endswith(".parquet")
+                             or (Path(key).is_dir() and (Path(key) / TABLE).is_file())):
         table = Path(key) if key.endswith(".parquet") else Path(key) / TABLE
         if not table.is_file():
-            raise FileNotFoundError(f"data.sink_key = {key!r}: the annotation table does not "
+            raise FileNotFoundError(f"{setting} = {key!r}: the annotation table does not "
                                     "exist; write it with memsinks annotate SOURCE --key KEY "
                                     "--out DIR and pass DIR")
-        return "table", str(table)
-    raise ValueError(f"data.sink_key = {key!r} is not one of hash, minhash, field:NAME or an "
-                     "annotation table (for example field:source, minhash?shingle=3&threshold="
-                     "0.4&bands=32, or runs/ann/annotations.parquet)")
+        return SinkKey("table", str(table))
+    forms = [_FORMS[kind] for kind in kinds]
+    examples = [_EXAMPLES[kind] for kind in _EXAMPLES if kind in kinds]
+    raise ValueError(f"{setting} = {key!r} is not one of {', '.join(forms[:-1])} or "
+                     f"{forms[-1]} (for example {', '.join(examples[:-1])}"
+                     f"{',' if len(examples) > 2 else ''} or {examples[-1]})")
 
 
-def minhash_options(key: str) -> dict[str, Any]:
+def minhash_options(key: str, setting: str = "data.sink_key") -> dict[str, Any]:
     """The MinHash parameters of ``minhash?name=value&...`` (see ``MinHashParams``)."""
     options: dict[str, Any] = {}
     query = key.partition("?")[2]
@@ -60,25 +94,41 @@ def minhash_options(key: str) -> dict[str, Any]:
         name, _, raw = item.partition("=")
         kind = MINHASH_OPTIONS.get(name)
         if kind is None:
-            raise ValueError(f"data.sink_key option {name!r} is unknown; minhash takes "
+            raise ValueError(f"{setting} option {name!r} is unknown; minhash takes "
                              f"{', '.join(MINHASH_OPTIONS)}")
         try:
             options[name] = kind(raw)
         except ValueError:
-            raise ValueError(f"data.sink_key option {name}={raw!r} is not a valid "
+            raise ValueError(f"{setting} option {name}={raw!r} is not a valid "
                              f"{kind.__name__}") from None
     if options:
-        from .near_duplicates import MinHashParams
-
         MinHashParams(**options).check()
     return options
+
+
+def text_id(text: str) -> int:
+    """The hash of a raw-text document: 63-bit BLAKE2b of its UTF-8 bytes, never 0."""
+    return hash63(text.encode("utf-8", "surrogatepass"))
+
+
+def key_text(value: Any) -> str | None:
+    """A field value as key text: strings as they are, other values as JSON; None if empty."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+                      default=str)
+
+
+def key_id(field: str, text: str) -> int:
+    """The sink ID of field value ``text``: 63-bit BLAKE2b of the name, NUL and the text."""
+    return hash63(f"{field}\0{text}".encode("utf-8", "surrogatepass"))
 
 
 def value_id(name: str, value: Any) -> int:
     """The key of a field value (0 for a missing or empty one), as ``memsinks annotate``
     writes it, so a trained model's sinks and an annotation table name the same IDs."""
-    from .annotate import key_id, key_text
-
     text = key_text(value)
     return 0 if text is None else key_id(name, text)
 
@@ -102,8 +152,6 @@ def key_ids(key: str, docs: Sequence[np.ndarray], fields: Sequence[dict] | None 
         return np.array([value_id(name, f.get(name)) for f in fields], dtype=np.int64)
     if kind == "table":
         return table_ids(name, [document_id(t) for t in docs])
-    from .near_duplicates import minhash_clusters
-
     hashes = np.array([document_id(t) for t in docs], dtype=np.int64)
     return hashes[minhash_clusters([np.asarray(t) for t in docs], **minhash_options(key))]
 

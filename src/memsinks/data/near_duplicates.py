@@ -1,9 +1,9 @@
 """Near-duplicate clusters by MinHash with LSH: signatures, band buckets, clusters.
 
 The algorithm (shingles, signatures, bands, the threshold check, components, the earliest
-document as representative) is documented in :mod:`memsinks.data.annotate`, which runs it out
-of core over a corpus; :func:`minhash_clusters` runs the same in memory over a training stream.
-Signatures come from rensa (``RMinHash``); ``benchmarks/minhash.py`` says why.
+document as representative) is documented in docs/annotation.md; :mod:`memsinks.data.annotate`
+runs it out of core over a corpus, and :func:`minhash_clusters` runs the same in memory over a
+training stream. Signatures come from rensa (``RMinHash``); ``benchmarks/minhash.py`` says why.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def minhash_clusters(docs: list[np.ndarray], params: MinHashParams | None = None
         if not len(pairs):
             continue
         agree = (sig[pairs] == sig[root[pairs]]).sum(axis=1)
-        for u in pairs[agree >= params.threshold * params.num_perm - 1e-9]:  # as _verify
+        for u in pairs[agree >= params.threshold * params.num_perm - 1e-9]:  # as annotate checks
             a, b = find(int(u)), find(int(root[u]))
             if a != b:
                 parent[max(a, b)] = min(a, b)  # the smaller index stays the root

@@ -49,6 +49,7 @@ import numpy as np
 from numpy.lib import format as npy
 from tqdm import tqdm
 
+from ..files import atomic_write
 from ..locking import exclusive
 from ..sinks import document_id
 from .sources import TextTokenizer, read_records, source_files
@@ -228,7 +229,8 @@ class _Writer:
             os.fsync(handle.fileno())
         self.meta = {**meta, "n_docs": n, "n_tokens": meta["n_tokens"] + int(lengths.sum()),
                      "fields_bytes": meta["fields_bytes"] + added, "complete": complete}
-        _write_json_atomic(self.path / "meta.json", self.meta)
+        atomic_write(self.path / "meta.json", json.dumps(self.meta, indent=1), durable=True,
+                     unique=True)
 
     def close(self) -> None:
         for handle in self.files.values():
@@ -394,17 +396,3 @@ def _write_header(handle: IO[bytes], count: int) -> None:
     handle.seek(0)
     handle.write(header)
     handle.seek(0, os.SEEK_END)
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # the rename itself survives a crash
-    finally:
-        os.close(directory)

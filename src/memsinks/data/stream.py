@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import DataConfig
+from ..files import replacing
 from ..sinks import document_id
 from . import corpus
+from .config import DataConfig
 from .keys import key_ids, parse_key
 
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
@@ -465,11 +466,6 @@ def load_text_tokenizer(data: DataConfig):
     per_source = max(1, data.tokenizer_docs // len(sources))
     texts = [t for spec in sources for t in read_documents(spec, limit=per_source)]
     tokenizer = load_tokenizer(data.tokenizer, train_texts=texts, vocab_size=data.vocab_size)
-    tmp = path.with_name(key + f".tmp{os.getpid()}")
-    tokenizer.save(tmp)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(tmp, path)
-    except OSError:  # another process cached it first
-        pass
+    with replacing(path, unique=True, keep=True) as tmp:  # keep: another process cached it first
+        tokenizer.save(tmp)
     return TextTokenizer.from_saved(path)

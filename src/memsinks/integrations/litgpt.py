@@ -5,7 +5,7 @@ The authors' reference code trains litgpt ``GPT`` models of the Llama shape (``L
 activation. :func:`convert_litgpt` turns such a checkpoint (``lit_model.pth`` plus its
 ``model_config.yaml``) into a transformers ``LlamaForCausalLM`` with the same logits, and
 :func:`save_as_memsinks` writes it as a memsinks model directory whose sinks use the reference
-masks, so ``memsinks.experiment.load_model`` reads it back with the authors' sink split.
+masks, so ``memsinks.modelio.load_model`` reads it back with the authors' sink split.
 
     model, sink_config, n_shared = convert_litgpt("out/final")
     save_as_memsinks(model, sink_config, n_shared, "imported")
@@ -15,7 +15,6 @@ Needs no litgpt install: the layout is read from the state dict's key names.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import shutil
 from collections.abc import Mapping
@@ -311,9 +310,9 @@ def convert_litgpt(checkpoint: str | Path | Mapping[str, torch.Tensor],
 
 
 def save_as_memsinks(model, sink_config: SinkConfig, n_shared: int, out_dir: str | Path) -> Path:
-    """Write ``model`` as a memsinks model directory (``memsinks.experiment.load_model``
+    """Write ``model`` as a memsinks model directory (``memsinks.modelio.load_model``
     reads it): transformers weights plus ``sinks.json`` with the sink split."""
-    from ..experiment import save_model
+    from ..modelio import save_model
     from ..sinks import Sinks
 
     out = Path(out_dir)
@@ -329,39 +328,18 @@ def save_as_memsinks(model, sink_config: SinkConfig, n_shared: int, out_dir: str
     return out
 
 
-def cmd_import_litgpt(args: argparse.Namespace) -> None:
-    checkpoint = Path(args.checkpoint)
-    model, sink_config, n_shared = convert_litgpt(
-        checkpoint, args.config, p_shared=args.p_shared, p_active=args.p_active)
-    out = save_as_memsinks(model, sink_config, n_shared, args.out)
+def import_checkpoint(checkpoint: str | Path, out_dir: str | Path,
+                      config: str | Path | None = None, p_shared: float = 0.7,
+                      p_active: float = 0.3) -> tuple[Path, int, int, int]:
+    """``memsinks import-litgpt``: convert ``checkpoint``, save it as a memsinks model directory
+    with the tokenizer files found next to it; returns the directory, the shared and sink
+    neurons per MLP, and the number of tokenizer files copied."""
+    checkpoint = Path(checkpoint)
+    model, sink_config, n_shared = convert_litgpt(checkpoint, config, p_shared=p_shared,
+                                                  p_active=p_active)
+    out = save_as_memsinks(model, sink_config, n_shared, out_dir)
     source = checkpoint if checkpoint.is_dir() else checkpoint.parent
     copied = [name for name in TOKENIZER_FILES if (source / name).is_file()]
     for name in copied:
         shutil.copy2(source / name, out / name)
-    width = model.config.intermediate_size
-    print(f"wrote {out}: a Llama model with {n_shared} shared and {width - n_shared} sink "
-          f"neurons per MLP (reference masks), {len(copied)} tokenizer files; load it with "
-          "memsinks.experiment.load_model")
-
-
-def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``memsinks import-litgpt`` to the CLI's subparsers."""
-    parser = sub.add_parser(
-        "import-litgpt", help="convert a model trained with the authors' litgpt code into a "
-        "memsinks model directory",
-        description="Read a litgpt checkpoint of the Llama shape (lit_model.pth and "
-        "model_config.yaml), convert it into a transformers Llama model with the same logits, "
-        "and save it with sinks.json (the authors' shared/sink split and reference masks), "
-        "plus the tokenizer files found next to the checkpoint.")
-    parser.add_argument("checkpoint", help="lit_model.pth, or the directory holding it")
-    parser.add_argument("--config", default=None,
-                        help="model_config.yaml (default: the one next to the checkpoint)")
-    parser.add_argument("--out", required=True, help="output model directory")
-    parser.add_argument("--p-shared", type=float, default=0.7,
-                        help="fraction of hidden neurons shared, the authors' p_gen (0.7)")
-    parser.add_argument("--p-active", type=float, default=0.3,
-                        help="fraction of the sink pool a document switches on, the authors' "
-                        "p_mem (0.3)")
-    parser.set_defaults(func=cmd_import_litgpt)
-    return parser
-
+    return out, n_shared, model.config.intermediate_size - n_shared, len(copied)

@@ -25,16 +25,19 @@ import torch
 import yaml
 from torch import nn
 
+from ..coerce import coerce
 from ..data.packing import Batch, collate
 from ..data.stream import DocSet, Mixture
-from ..sinks import _decoder_layers, document_id
+from ..families import decoder_layers
+from ..files import replacing
+from ..sinks import document_id
 
 # -- the model and its MLPs ------------------------------------------------------------------
 
 
 def mlp_layers(model: nn.Module) -> list[nn.Module]:
     """The MLP of every decoder layer of a Llama-family model."""
-    return [layer.mlp for layer in _decoder_layers(model)]
+    return [layer.mlp for layer in decoder_layers(model)]
 
 
 @contextmanager
@@ -255,22 +258,9 @@ class UnlearnMethod:
             if key not in known:
                 raise ValueError(f"{self.name} has no parameter {key!r}; its parameters are "
                                  f"{', '.join(known)}")
-            default = getattr(params, key)
             value = yaml.safe_load(raw) if isinstance(raw, str) else raw
-            try:
-                if isinstance(default, bool):
-                    if not isinstance(value, bool):
-                        raise ValueError
-                elif isinstance(default, int):
-                    if float(value) != int(float(value)):
-                        raise ValueError
-                    value = int(float(value))
-                elif isinstance(default, float):
-                    value = float(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"{self.name} parameter {key} = {raw!r} is not a valid "
-                                 f"{type(default).__name__}") from None
-            changes[key] = value
+            changes[key] = coerce(type(params), key, value,
+                                  subject=f"{self.name} parameter {key}")
         return dataclasses.replace(params, **changes)
 
     def run(self, model: nn.Module, data: UnlearnData, strengths: list[float], params: Any,
@@ -324,11 +314,10 @@ class NeuronLocalization(UnlearnMethod):
             scores, info = self.scores(model, data, params)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name("scores.tmp.npz")
-            np.savez(tmp, fingerprint=key, layers=len(scores), info=json.dumps(info),
-                     seconds=watch.seconds, cpu_seconds=watch.cpu_seconds,
-                     **{f"layer{i}": s for i, s in enumerate(scores)})
-            tmp.replace(path)
+            with replacing(path) as tmp, open(tmp, "wb") as handle:
+                np.savez(handle, fingerprint=key, layers=len(scores), info=json.dumps(info),
+                         seconds=watch.seconds, cpu_seconds=watch.cpu_seconds,
+                         **{f"layer{i}": s for i, s in enumerate(scores)})
         return scores, info, (watch.seconds, watch.cpu_seconds)
 
     def run(self, model: nn.Module, data: UnlearnData, strengths: list[float], params: Any,

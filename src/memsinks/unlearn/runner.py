@@ -16,20 +16,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import StudyConfig
+from ..config import StudyConfig, mixture_of, study_config_of
 from ..data.stream import DocSet, Mixture
-from ..evaluate import document_nll, mean_nll
-from ..experiment import (
-    atomic_write,
-    load_model,
-    mixture_of,
-    sets_of,
-    study_config_of,
-    summarize_mode,
-)
+from ..device import resolve_device
+from ..files import atomic_write
+from ..measure.losses import document_nll, sets_of, summarize_mode
+from ..measure.stats import mean_nll
 from ..methods import METHODS as TRAINING_METHODS
+from ..modelio import load_model
 from ..sinks import document_id
-from ..train import resolve_device
 from . import get
 from .common import (
     Stopwatch,
@@ -174,7 +169,7 @@ VERSION = 2  # results of an older version are recomputed (2: extraction, relear
 def evaluate_target(target: Target, forget: DocSet | None) -> dict:
     """gap, L_R, L_H, L_V (mean, se) of the model as it is now, L_forget for a file, and the
     greedy extraction rate of the forget set (prefix 32, continuation 32, as in studies)."""
-    from ..memorization import extraction
+    from ..measure.memorization import extraction
 
     sets = sets_of(target.mixture)
     sums = {k: document_nll(target.model, s) for k, s in sets.items()}
@@ -194,8 +189,8 @@ def evaluate_target(target: Target, forget: DocSet | None) -> dict:
 
 def relearning(target: Target, forget: DocSet) -> dict | None:
     """Fine-tuning steps on the forget set until its loss is back at the trained model's."""
-    from ..assess import RELEARN
-    from ..memorization import relearn_steps
+    from ..measure.assess import RELEARN
+    from ..measure.memorization import relearn_steps
 
     if target.before is None or forget is not target.mixture.repeated:
         return None  # the trained model's loss on a custom forget file is not stored

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .. import config as config_io
-from ..experiment import atomic_write
+from ..files import atomic_write
 from . import METHODS, get
 from .runner import load_target, unlearn
 

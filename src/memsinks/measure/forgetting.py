@@ -1,0 +1,101 @@
+"""Forgetting between repetitions, read off the learning curves.
+
+Each repeated document's repetitions are evenly spaced with its own offset, so at any
+evaluation the documents of R sit at every distance from their last repetition. Pooling the
+evaluations of the later part of training, a document's excess over the held-out loss,
+L(H)(t) - L(doc)(t), as a function of the steps since the document was last trained on shows
+how fast each part of the model forgets it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .stats import mean_se
+
+
+def _panel(metrics: dict, mode: str, start_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(documents x evaluations) arrays of steps since last seen and excess L(H) − L(doc), for
+    the documents seen before every evaluation of the later part of training."""
+    curve, occurrences = metrics["curve"], metrics["r_occurrences"]
+    points = [p for p in curve if p["step"] >= start_fraction * curve[-1]["step"]]
+    since = np.full((len(occurrences), len(points)), np.nan)
+    excess = np.full_like(since, np.nan)
+    for j, point in enumerate(points):
+        values = point[mode]
+        for doc, loss in enumerate(values["R_docs"]):
+            seen = [s for s in occurrences[doc] if s < point["step"]]
+            if seen:
+                since[doc, j] = point["step"] - 1 - seen[-1]
+                excess[doc, j] = values["L_H"] - loss
+    complete = ~np.isnan(since).any(axis=1)
+    return since[complete], excess[complete]
+
+
+def _within_slope(since: np.ndarray, excess: np.ndarray) -> float:
+    """Slope of excess on steps-since with document and evaluation effects removed."""
+    def demean(a):
+        return a - a.mean(axis=1, keepdims=True) - a.mean(axis=0, keepdims=True) + a.mean()
+    x, y = demean(since), demean(excess)
+    denominator = float((x * x).sum())
+    return float((x * y).sum() / denominator) if denominator > 1e-9 * x.size else float("nan")
+
+
+def forgetting_rate(metrics: dict, start_fraction: float = 0.5, resamples: int = 500,
+                    seed: int = 0, bins: int = 6) -> dict[str, dict]:
+    """Per mode: how much of its excess a repeated document loses between two repetitions.
+
+    A document's excess over the held-out loss, L(H) − L(doc), is regressed on the steps since
+    it was last trained on, over the evaluations of the later part of training, with
+    per-document effects (some documents are easier) and per-evaluation effects (all of R
+    moves together as training goes on) removed. ``lost`` = −slope × spacing: the excess lost
+    from just after one repetition to just before the next (nats/token; positive =
+    forgetting); ``share`` divides it by the mean excess. Errors: bootstrap over documents.
+    For a figure, ``since``/``excess``/``excess_se`` bin the same adjusted excess (each
+    document's mean moved to the overall mean excess) by steps since last seen.
+    """
+    curve, occurrences = metrics.get("curve", []), metrics.get("r_occurrences")
+    if not curve or not occurrences or "R_docs" not in curve[-1].get(
+            next(iter(metrics.get("modes", {})), ""), {}):
+        return {}
+    gaps = [np.diff(o).mean() for o in occurrences if len(o) > 1]
+    if not gaps:
+        return {}
+    spacing = float(np.median(gaps))
+    rng = np.random.default_rng(seed)
+    out = {}
+    for mode in metrics["modes"]:
+        if mode not in curve[-1]:
+            continue
+        since, excess = _panel(metrics, mode, start_fraction)
+        if len(since) < 3 or since.shape[1] < 2:
+            continue
+        slope = _within_slope(since, excess)
+        if not math.isfinite(slope):
+            continue
+        boot = []
+        for _ in range(resamples):
+            pick = rng.integers(0, len(since), len(since))
+            boot.append(_within_slope(since[pick], excess[pick]))
+        boot_arr = np.array([b for b in boot if math.isfinite(b)])
+        mean_excess = float(excess.mean())
+        lost, lost_se = -slope * spacing, float(boot_arr.std(ddof=1)) * spacing
+        within = (excess - excess.mean(axis=1, keepdims=True)  # mean: mean_excess
+                  - excess.mean(axis=0, keepdims=True) + 2 * mean_excess)
+        edges = np.linspace(0, max(spacing, 1), bins + 1)
+        centers, binned, binned_se = [], [], []
+        for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+            chosen = within[(since >= lo) & (since < hi)]
+            if len(chosen) > 1:
+                centers.append(float((lo + hi) / 2))
+                mean, se = mean_se(chosen)
+                binned.append(mean)
+                binned_se.append(se)
+        out[mode] = {"since": centers, "excess": binned, "excess_se": binned_se,
+                     "lost": lost, "lost_se": lost_se, "spacing": spacing,
+                     "mean_excess": mean_excess,
+                     "share": lost / mean_excess if mean_excess > 0 else float("nan"),
+                     "share_se": lost_se / mean_excess if mean_excess > 0 else float("nan")}
+    return out

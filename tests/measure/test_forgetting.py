@@ -1,0 +1,39 @@
+"""Forgetting between repetitions, read off learning curves."""
+
+import numpy as np
+import pytest
+
+from memsinks.measure.forgetting import forgetting_rate
+
+
+def _forgetting_panel(rate: float, noise: float, seed: int = 0) -> dict:
+    """32 documents repeated every 20 steps with their own offsets; a document's excess is its
+    own level, plus a level all documents share that grows with training, minus ``rate`` per
+    step since it was last seen, plus noise."""
+    rng = np.random.default_rng(seed)
+    occurrences = [list(range(offset, 400, 20)) for offset in rng.integers(0, 20, 32)]
+    level = rng.normal(0.3, 0.1, 32)
+    curve = []
+    for step in range(200, 401, 17):
+        docs = []
+        for doc, occ in enumerate(occurrences):
+            since = step - 1 - max(s for s in occ if s < step)
+            excess = level[doc] + 0.001 * step - rate * since + rng.normal(0, noise)
+            docs.append(2.0 - excess)
+        curve.append({"step": step, "off": {"L_H": 2.0, "R_docs": docs}})
+    return {"curve": curve, "r_occurrences": occurrences, "modes": {"off": {}}}
+
+
+def test_forgetting_rate_recovers_the_loss_between_repetitions():
+    # without noise the regression is exact: 0.002 per step x 20 steps between repetitions
+    exact = forgetting_rate(_forgetting_panel(0.002, 0.0), resamples=20)["off"]
+    assert exact["spacing"] == 20 and exact["lost"] == pytest.approx(0.04)
+    assert exact["lost_se"] == pytest.approx(0.0, abs=1e-9)
+    # the figure's bins fall by the same rate: bin centres 10/6 apart, 0.002 per step
+    assert np.diff(exact["excess"]) == pytest.approx(-0.002 * np.diff(exact["since"]), abs=2e-3)
+    # document levels and the shared trend do not leak into the slope; noise widens the error
+    noisy = forgetting_rate(_forgetting_panel(0.002, 0.02), resamples=200)["off"]
+    assert abs(noisy["lost"] - 0.04) < 3 * noisy["lost_se"] and noisy["lost_se"] > 0.001
+    none = forgetting_rate(_forgetting_panel(0.0, 0.02, seed=1), resamples=200)["off"]
+    assert abs(none["lost"]) < 3 * none["lost_se"]
+    assert forgetting_rate({"curve": [], "modes": {"off": {}}}) == {}
