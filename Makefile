@@ -22,7 +22,7 @@ test: setup
 	$(BIN)/pytest -q
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples scripts
 
 bench: setup
 	$(BIN)/python benchmarks/sink_overhead.py
