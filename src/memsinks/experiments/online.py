@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from ..measure.stats import mean_se
-from .theory import DTYPE, TheoryConfig, general_loss, make_task
+from .theory import DTYPE, TheoryConfig, format_mean_se, general_loss, make_task
 
 ONLINE_VARIANTS = ("standard", "paper", "extension")
 
@@ -229,19 +229,13 @@ TABLE_COLUMNS = (
 )
 
 
-def _fmt(pair: list[float], percent: bool) -> str:
-    mean, se = pair
-    if percent:
-        return f"{100 * mean:.1f}% ± {100 * se:.1f}%" if math.isfinite(se) else f"{100 * mean:.1f}%"
-    return f"{mean:.3f} ± {se:.3f}" if math.isfinite(se) else f"{mean:.3f}"
-
-
 def table(results: dict) -> str:
     """A markdown table: one row per spacing, mean ± s.e. over seeds."""
     lines = ["| spacing (steps) | " + " | ".join(c[0] for c in TABLE_COLUMNS) + " |",
              "|---" * (len(TABLE_COLUMNS) + 1) + "|"]
     for spacing, row in results["per_spacing"].items():
-        cells = [_fmt(row["summary"][key], percent) for _, key, percent in TABLE_COLUMNS]
+        cells = [format_mean_se(row["summary"][key], 1 if percent else 3, percent)
+                 for _, key, percent in TABLE_COLUMNS]
         lines.append(f"| {spacing} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -462,7 +462,8 @@ def run(config: TheoryConfig) -> dict:
 # --------------------------------------------------------------------------- presentation
 
 
-def _fmt(pair: list[float], digits: int = 3, percent: bool = False) -> str:
+def format_mean_se(pair: list[float], digits: int = 3, percent: bool = False) -> str:
+    """``mean ± se`` (in % when ``percent``); "n/a" for a missing mean, no error for one seed."""
     scale, unit = (100.0, "%") if percent else (1.0, "")
     mean, se = pair
     if not math.isfinite(mean):
@@ -522,7 +523,7 @@ def table(results: dict) -> str:
     summary = results["summary"]
     lines = ["| quantity | " + " | ".join(KINDS) + " |", "|---" * (len(KINDS) + 1) + "|"]
     for label, key, percent, kinds in TABLE_ROWS:
-        cells = [_fmt(summary[kind][key], 1 if percent else 3, percent) if kind in kinds
+        cells = [format_mean_se(summary[kind][key], 1 if percent else 3, percent) if kind in kinds
                  else "—" for kind in KINDS]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     sweep = {"0.0": summary["natural"]} | {
@@ -532,7 +533,7 @@ def table(results: dict) -> str:
                   "", "| s | " + " | ".join(c[0] for c in SWEEP_COLUMNS) + " |",
                   "|---" * (len(SWEEP_COLUMNS) + 1) + "|"]
         for scale, row in sorted(sweep.items(), key=lambda item: float(item[0])):
-            cells = [_fmt(row[key], 1 if percent else 3, percent)
+            cells = [format_mean_se(row[key], 1 if percent else 3, percent)
                      for _, key, percent in SWEEP_COLUMNS]
             lines.append(f"| {float(scale):g} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
