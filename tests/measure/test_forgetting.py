@@ -37,3 +37,25 @@ def test_forgetting_rate_recovers_the_loss_between_repetitions():
     none = forgetting_rate(_forgetting_panel(0.0, 0.02, seed=1), resamples=200)["off"]
     assert abs(none["lost"]) < 3 * none["lost_se"]
     assert forgetting_rate({"curve": [], "modes": {"off": {}}}) == {}
+
+
+def test_evaluations_a_multiple_of_the_spacing_apart_read_the_slope_between_documents():
+    """Evaluations every 40 steps with repetitions every 20: each document is always as far
+    from its last repetition, so its own level and its distance cannot be told apart inside
+    it; across documents (offsets drawn independently of their levels) they can."""
+    rng = np.random.default_rng(3)
+    occurrences = [list(range(offset, 1000, 20)) for offset in rng.integers(0, 20, 400)]
+    level = rng.normal(0.3, 0.05, 400)
+    curve = []
+    for step in range(500, 1001, 40):
+        docs = [2.0 - (level[d] + 0.001 * step - 0.002 * (step - 1 - max(s for s in o
+                                                                       if s < step)))
+                for d, o in enumerate(occurrences)]
+        curve.append({"step": step, "off": {"L_H": 2.0, "R_docs": docs}})
+    panel = {"curve": curve, "r_occurrences": occurrences, "modes": {"off": {}}}
+    result = forgetting_rate(panel, resamples=100)["off"]
+    assert result["estimator"] == "between documents"
+    assert abs(result["lost"] - 0.04) < 3 * result["lost_se"] and result["lost_se"] < 0.02
+    # the within-document estimate is used wherever the panel allows it
+    assert forgetting_rate(_forgetting_panel(0.002, 0.0), resamples=5)["off"]["estimator"] == (
+        "within documents")

@@ -34,10 +34,12 @@ def _panel(metrics: dict, mode: str, start_fraction: float) -> tuple[np.ndarray,
     return since[complete], excess[complete]
 
 
-def _within_slope(since: np.ndarray, excess: np.ndarray) -> float:
-    """Slope of excess on steps-since with document and evaluation effects removed."""
+def _slope(since: np.ndarray, excess: np.ndarray, within: bool = True) -> float:
+    """Slope of excess on steps-since with evaluation effects removed, and document effects too
+    when ``within`` (else the documents' own levels stay in the residual, as noise)."""
     def demean(a):
-        return a - a.mean(axis=1, keepdims=True) - a.mean(axis=0, keepdims=True) + a.mean()
+        out = a - a.mean(axis=0, keepdims=True)
+        return out - out.mean(axis=1, keepdims=True) if within else out
     x, y = demean(since), demean(excess)
     denominator = float((x * x).sum())
     return float((x * y).sum() / denominator) if denominator > 1e-9 * x.size else float("nan")
@@ -53,8 +55,14 @@ def forgetting_rate(metrics: dict, start_fraction: float = 0.5, resamples: int =
     moves together as training goes on) removed. ``lost`` = −slope × spacing: the excess lost
     from just after one repetition to just before the next (nats/token; positive =
     forgetting); ``share`` divides it by the mean excess. Errors: bootstrap over documents.
-    For a figure, ``since``/``excess``/``excess_se`` bin the same adjusted excess (each
-    document's mean moved to the overall mean excess) by steps since last seen.
+
+    When the evaluations are a multiple of the spacing apart, every document sits at the same
+    distance from its last repetition at every evaluation, and nothing varies within a
+    document. The slope is then read *between* documents, with only the evaluation effects
+    removed (``estimator``: ``between documents``): unbiased, since each document's offset is
+    drawn independently of how easy it is, but noisier, since the documents' own levels stay
+    in the residual. For a figure, ``since``/``excess``/``excess_se`` bin the same adjusted
+    excess (each document's mean moved to the overall mean excess) by steps since last seen.
     """
     curve, occurrences = metrics.get("curve", []), metrics.get("r_occurrences")
     if not curve or not occurrences or "R_docs" not in curve[-1].get(
@@ -72,22 +80,24 @@ def forgetting_rate(metrics: dict, start_fraction: float = 0.5, resamples: int =
         since, excess = _panel(metrics, mode, start_fraction)
         if len(since) < 3 or since.shape[1] < 2:
             continue
-        slope = _within_slope(since, excess)
+        within = bool((np.ptp(since, axis=1) > 0).any())
+        slope = _slope(since, excess, within)
         if not math.isfinite(slope):
             continue
         boot = []
         for _ in range(resamples):
             pick = rng.integers(0, len(since), len(since))
-            boot.append(_within_slope(since[pick], excess[pick]))
+            boot.append(_slope(since[pick], excess[pick], within))
         boot_arr = np.array([b for b in boot if math.isfinite(b)])
         mean_excess = float(excess.mean())
         lost, lost_se = -slope * spacing, float(boot_arr.std(ddof=1)) * spacing
-        within = (excess - excess.mean(axis=1, keepdims=True)  # mean: mean_excess
-                  - excess.mean(axis=0, keepdims=True) + 2 * mean_excess)
+        adjusted = excess - excess.mean(axis=0, keepdims=True) + mean_excess
+        if within:  # each document's mean moved to the overall mean excess
+            adjusted = adjusted - excess.mean(axis=1, keepdims=True) + mean_excess
         edges = np.linspace(0, max(spacing, 1), bins + 1)
         centers, binned, binned_se = [], [], []
         for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-            chosen = within[(since >= lo) & (since < hi)]
+            chosen = adjusted[(since >= lo) & (since < hi)]
             if len(chosen) > 1:
                 centers.append(float((lo + hi) / 2))
                 mean, se = mean_se(chosen)
@@ -95,6 +105,7 @@ def forgetting_rate(metrics: dict, start_fraction: float = 0.5, resamples: int =
                 binned_se.append(se)
         out[mode] = {"since": centers, "excess": binned, "excess_se": binned_se,
                      "lost": lost, "lost_se": lost_se, "spacing": spacing,
+                     "estimator": "within documents" if within else "between documents",
                      "mean_excess": mean_excess,
                      "share": lost / mean_excess if mean_excess > 0 else float("nan"),
                      "share_se": lost_se / mean_excess if mean_excess > 0 else float("nan")}
