@@ -333,3 +333,26 @@ def test_relearning_leaves_the_model_alone_and_looser_targets_come_first():
     with pytest.raises(ValueError, match="drop_sinks"):
         relearn_steps(model, docs, target_loss=1.0)
     sinks.remove()
+
+
+def test_relearning_that_checks_less_often_finds_the_same_steps_by_replaying():
+    model = tiny_llama(vocab_size=20, seed=6)
+    rng = np.random.default_rng(1)
+    docs = docset([rng.integers(3, 20, 12) for _ in range(6)])
+    targets = [2.6, 2.2, 1.8, 1.4]
+    fine = relearn_steps(model, docs, targets, lr=1e-2, batch_size=2, max_steps=60,
+                         eval_every=2)
+    coarse = relearn_steps(model, docs, targets, lr=1e-2, batch_size=2, max_steps=60,
+                           eval_every=2, check_every=10)
+    steps = [row["steps"] for row in fine["reached"]]
+    assert all(s is not None for s in steps) and len(set(steps)) > 2  # targets in several checks
+    assert any(s % 10 for s in steps)  # some are passed between two checks
+    assert coarse["reached"] == fine["reached"]  # same steps and bit-identical losses
+    assert coarse["steps"] == fine["steps"] == steps[0]  # the lowest target stops the run
+    assert len(coarse["curve"]) < len(fine["curve"])
+    # one target at a time gives the same step as the shared run
+    alone = relearn_steps(model, docs, targets[1], lr=1e-2, batch_size=2, max_steps=60,
+                          eval_every=2, check_every=10)
+    assert alone["steps"] == fine["reached"][2]["steps"]  # rows are ordered lowest target first
+    with pytest.raises(ValueError, match="multiple of eval_every"):
+        relearn_steps(model, docs, 1.0, eval_every=2, check_every=5)

@@ -494,58 +494,122 @@ def exposure(model: torch.nn.Module, canaries: DocSet, vocabulary: Sequence[int]
 
 
 # -- relearning -------------------------------------------------------------------------------
-def relearn_steps(model: torch.nn.Module, docs: DocSet, target_loss: float, lr: float = 1e-3,
-                  batch_size: int = 16, max_steps: int = 200, eval_every: int = 1,
-                  seed: int = 0, weight_decay: float = 0.0, grad_clip: float = 1.0) -> dict:
+def relearn_steps(model: torch.nn.Module, docs: DocSet, target_loss: float | Sequence[float],
+                  lr: float = 1e-3, batch_size: int = 16, max_steps: int = 200,
+                  eval_every: int = 1, check_every: int | None = None, seed: int = 0,
+                  weight_decay: float = 0.0, grad_clip: float = 1.0) -> dict:
     """Fine-tuning steps on ``docs`` until their token-weighted mean NLL is <= ``target_loss``.
 
     Trains a deep copy (the caller's model is untouched) with AdamW at a constant ``lr``;
-    batches walk seeded permutations of ``docs``. L(docs) is measured before the first step and
-    every ``eval_every`` steps, so ``steps`` is exact for ``eval_every`` = 1 and otherwise an
-    upper bound; None if never reached within ``max_steps``. The model must be plain: for a
-    sink model in drop mode pass ``drop_sinks(model, sinks)``. Defaults suit the tiny preset
-    (its training peaks at lr 2e-3); larger models want a smaller ``lr``.
+    batches walk seeded permutations of ``docs``. L(docs) counts at step 0 and every
+    ``eval_every`` steps, so ``steps`` is exact for ``eval_every`` = 1 and otherwise an upper
+    bound; None if never reached within ``max_steps``. ``target_loss`` may be several targets:
+    one run to the lowest serves them all, each reported in ``reached`` at the step a run of its
+    own would stop. The model must be plain: for a sink model in drop mode pass
+    ``drop_sinks(model, sinks)``. Defaults suit the tiny preset (its training peaks at lr 2e-3);
+    larger models want a smaller ``lr``.
+
+    ``check_every`` (a multiple of ``eval_every``) evaluates less often: L(docs) is measured
+    every ``check_every`` steps, and when a target is passed there, the steps since the last
+    check are replayed from a snapshot (bit for bit the same batches and updates) at every
+    ``eval_every`` step to find where it was first passed. The answer is the one that
+    evaluating every ``eval_every`` steps gives unless the loss passes a target and rises back
+    above it between two checks; ``curve`` then holds the checks and the replayed points only.
     """
-    if max_steps < 0 or eval_every < 1 or batch_size < 1 or lr <= 0:
-        raise ValueError("relearn_steps needs max_steps >= 0, eval_every >= 1, batch_size >= 1 "
-                         "and lr > 0")
+    targets = sorted({float(t) for t in np.atleast_1d(np.asarray(target_loss, dtype=float))})
+    check_every = check_every or eval_every
+    if (max_steps < 0 or eval_every < 1 or batch_size < 1 or lr <= 0 or not targets
+            or check_every % eval_every):
+        raise ValueError("relearn_steps needs max_steps >= 0, eval_every >= 1, batch_size >= 1, "
+                         "lr > 0, at least one target and check_every a multiple of eval_every")
     if len(docs) == 0:
         raise ValueError("relearn_steps needs at least one document")
     if any(m._forward_pre_hooks or m._forward_hooks for m in model.modules()):
         raise ValueError("relearn_steps needs a plain model without hooks; for a sink model "
                          "pass drop_sinks(model, sinks) (or a copy made inside sinks.detached())")
-    student = copy.deepcopy(model)
-    device = _device(student)
-    counts = docs.predicted_tokens
-    optimizer = torch.optim.AdamW(student.parameters(), lr=lr, betas=(0.9, 0.95),
-                                  weight_decay=weight_decay)
-    rng = np.random.default_rng(seed)
+    run = _Relearner(model, docs, lr, batch_size, seed, weight_decay, grad_clip)
+    curve = [{"step": 0, "loss": run.loss()}]
+    reached: dict[float, dict] = {t: curve[0] for t in targets if curve[0]["loss"] <= t}
+    snapshot = run.snapshot() if check_every > eval_every else None
+    while len(reached) < len(targets) and run.step < max_steps:
+        run.train_step()
+        if not (run.step % check_every == 0 or run.step == max_steps):
+            continue
+        point = {"step": run.step, "loss": run.loss()}
+        passed = [t for t in targets if t not in reached and point["loss"] <= t]
+        if passed and snapshot is not None:  # where between the last check was each passed?
+            fine = snapshot.replay(until=run.step, eval_every=eval_every)
+            curve.extend(fine)
+            for t in passed:
+                reached[t] = next((p for p in fine if p["loss"] <= t), point)
+        curve.append(point)
+        for t in passed:
+            reached.setdefault(t, point)
+        if snapshot is not None:
+            snapshot = run.snapshot()
+    last = curve[-1]
+    rows = [{"target": t, "steps": reached[t]["step"] if t in reached else None,
+             "loss": (reached.get(t) or last)["loss"]} for t in targets]
+    return {"steps": rows[0]["steps"], "target": targets[0], "reached": rows,
+            "initial_loss": curve[0]["loss"], "final_loss": rows[0]["loss"], "curve": curve,
+            "lr": lr, "batch_size": batch_size, "max_steps": max_steps,
+            "eval_every": eval_every, "check_every": check_every}
 
-    def loss_now() -> float:
-        return mean_nll(document_nll(student, docs), counts)[0]
 
-    curve = [{"step": 0, "loss": loss_now()}]
-    reached = 0 if curve[0]["loss"] <= target_loss else None
-    queue: list[int] = []
-    step = 0
-    while reached is None and step < max_steps:
-        student.train()
-        while len(queue) < min(batch_size, len(docs)):
-            queue.extend(rng.permutation(len(docs)).tolist())
-        index, queue = queue[:min(batch_size, len(docs))], queue[min(batch_size, len(docs)):]
-        batch = collate([docs.tokens[i] for i in index], [0] * len(index), device,
-                        docs.specials)
-        with autocast(device):
-            loss = student(input_ids=batch.input_ids, labels=batch.labels).loss
+class _Relearner:
+    """The state of one relearning run: a copy of the model, its optimizer and the batch order.
+
+    ``snapshot`` copies all of it, so that a stretch of steps can be replayed exactly.
+    """
+
+    def __init__(self, model: torch.nn.Module, docs: DocSet, lr: float, batch_size: int,
+                 seed: int, weight_decay: float, grad_clip: float):
+        self.student = copy.deepcopy(model)
+        self.docs, self.grad_clip, self.step = docs, grad_clip, 0
+        self.batch_size = min(batch_size, len(docs))
+        self.optimizer = torch.optim.AdamW(self.student.parameters(), lr=lr, betas=(0.9, 0.95),
+                                           weight_decay=weight_decay)
+        self.rng = np.random.default_rng(seed)
+        self.queue: list[int] = []
+
+    def loss(self) -> float:
+        return mean_nll(document_nll(self.student, self.docs), self.docs.predicted_tokens)[0]
+
+    def train_step(self) -> None:
+        self.student.train()
+        while len(self.queue) < self.batch_size:
+            self.queue.extend(self.rng.permutation(len(self.docs)).tolist())
+        index, self.queue = self.queue[:self.batch_size], self.queue[self.batch_size:]
+        batch = collate([self.docs.tokens[i] for i in index], [0] * len(index),
+                        _device(self.student), self.docs.specials)
+        with autocast(batch.input_ids.device):
+            loss = self.student(input_ids=batch.input_ids, labels=batch.labels).loss
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        if step % eval_every == 0 or step == max_steps:
-            curve.append({"step": step, "loss": loss_now()})
-            if curve[-1]["loss"] <= target_loss:
-                reached = step
-    return {"steps": reached, "target": float(target_loss), "initial_loss": curve[0]["loss"],
-            "final_loss": curve[-1]["loss"], "curve": curve, "lr": lr,
-            "batch_size": batch_size, "max_steps": max_steps}
+        torch.nn.utils.clip_grad_norm_(self.student.parameters(), self.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+
+    def snapshot(self) -> _Relearner:
+        copied = copy.copy(self)
+        # one deepcopy of both keeps the optimizer's state keyed by the copied parameters
+        copied.student, copied.optimizer = copy.deepcopy((self.student, self.optimizer))
+        copied.rng = copy.deepcopy(self.rng)
+        copied.queue = list(self.queue)
+        copied.torch_rng = torch.get_rng_state()  # dropout, if the model has any
+        return copied
+
+    def replay(self, until: int, eval_every: int) -> list[dict]:
+        """Loss at every ``eval_every`` step strictly between this snapshot and ``until``."""
+        run = self.snapshot()  # this snapshot stays as it is
+        saved = torch.get_rng_state()
+        torch.set_rng_state(self.torch_rng)
+        points = []
+        try:
+            while run.step < until - 1:
+                run.train_step()
+                if run.step % eval_every == 0:
+                    points.append({"step": run.step, "loss": run.loss()})
+        finally:
+            torch.set_rng_state(saved)
+        return points
