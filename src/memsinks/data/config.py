@@ -26,6 +26,11 @@ class DataConfig:
     """Times each R document appears in the stream."""
     repeat_span: float = 1.0
     """R's repetitions are spread over this leading fraction of training."""
+    repeat_window: float = 1.0
+    """Each R document's repetitions fall evenly within a window of this fraction of the
+    repeat span, windows placed at random per document: the spacing between a document's
+    occurrences is window x span x steps / repetitions steps, at the same stream length, share
+    of R and schedule. 1.0: every document spread over the whole span."""
     dedup_keep: Literal["first", "random"] = "first"
     """Which occurrence of each R document the dedup stream keeps: first (all of R early in
     training) or random (one of its slots drawn per document, so R is spread over the run as a
@@ -107,3 +112,7 @@ class DataConfig:
                              "corpus has one, source, when data.sources is set (for example 16)")
         if not 0 < self.repeat_span <= 1:
             raise ValueError(f"data.repeat_span = {self.repeat_span} is not in (0, 1]")
+        if not 0 < self.repeat_window <= 1:
+            raise ValueError(f"data.repeat_window = {self.repeat_window} is not in (0, 1]; it "
+                             "is the share of the repeat span that one document's "
+                             "repetitions fill, for example 0.25")

@@ -251,9 +251,11 @@ class Mixture:
         """Document codes in training order: i >= 0 is general document i, -(i+1) is R[i].
 
         R[i]'s k-th occurrence sits at fraction (k + u_i) / r of the repeat span, u_i a fixed
-        per-document offset; general documents fill the rest evenly. Dedup keeps one occurrence
-        of each R document (the first, or with ``data.dedup_keep = random`` one drawn per
-        document) and fills the freed rows with further general documents.
+        per-document offset, or with ``data.repeat_window`` w < 1 at s_i (1 - w) + w (k + u_i)
+        / r, s_i the document's window start; general documents fill the rest evenly. Dedup
+        keeps one occurrence of each R document (the first, or with ``data.dedup_keep =
+        random`` one drawn per document) and fills the freed rows with further general
+        documents.
         """
         if dedup in self._stream_cache:
             return self._stream_cache[dedup]
@@ -266,7 +268,12 @@ class Mixture:
         if dedup and data.dedup_keep == "random":  # one of each document's slots, drawn per doc
             k = np.random.default_rng(derive_seed(data.seed, "dedup-keep")).integers(
                 data.repetitions, size=(data.n_repeated, 1))
-        r_keys = ((k + offsets[:, None]) / data.repetitions * data.repeat_span).ravel()
+        position = (k + offsets[:, None]) / data.repetitions
+        if data.repeat_window < 1:  # each document's repetitions in a window placed at random
+            starts = np.random.default_rng(derive_seed(data.seed, "repeat-window")).random(
+                (data.n_repeated, 1))
+            position = starts * (1 - data.repeat_window) + position * data.repeat_window
+        r_keys = (position * data.repeat_span).ravel()
         r_codes = -(np.repeat(np.arange(data.n_repeated), reps) + 1)
         n_general = total - len(r_codes)
         if n_general < 0:

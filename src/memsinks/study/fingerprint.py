@@ -26,7 +26,8 @@ from .pretrained import start_identity
 _LATER_METHOD = ("drop_rescale", "mlp_width", "goldfish_k", "goldfish_h", "gradient_mask")
 _LATER_SINKS = ("shared_grad", "mask", "centered", "tokens", "rare_n", "rare_docs",
                 "shared_grad_from", "plain_every")
-_LATER_DATA = ("in_domain_share", "n_heldout", "sink_key", "perturb", "sources", "dedup_keep")
+_LATER_DATA = ("in_domain_share", "n_heldout", "sink_key", "perturb", "sources", "dedup_keep",
+               "repeat_window")
 # train fields added later, which never change the trained model
 _LATER_TRAIN = ("grad_accum", "parallel", "compile", "row_len", "precision")
 # text-corpus fields, which mean nothing for the built-in corpus
