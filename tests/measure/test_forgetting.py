@@ -59,3 +59,28 @@ def test_evaluations_a_multiple_of_the_spacing_apart_read_the_slope_between_docu
     # the within-document estimate is used wherever the panel allows it
     assert forgetting_rate(_forgetting_panel(0.002, 0.0), resamples=5)["off"]["estimator"] == (
         "within documents")
+
+
+def test_repetitions_packed_in_windows_count_only_the_evaluations_between_them():
+    """Each document's 6 repetitions 20 steps apart in a window placed at random: before its
+    window it is unseen and long after it forgetting has run its course (the excess stops
+    falling after 30 steps). Only cells within 1.5 spacings of a repetition count, and the
+    rate between repetitions is recovered."""
+    rng = np.random.default_rng(5)
+    starts = rng.integers(0, 900, 300)
+    occurrences = [list(range(start, start + 120, 20)) for start in starts]
+    level = rng.normal(0.3, 0.05, 300)
+    curve = []
+    for step in range(500, 1001, 13):
+        docs = []
+        for d, occ in enumerate(occurrences):
+            seen = [s for s in occ if s < step]
+            since = step - 1 - seen[-1] if seen else 0
+            excess = level[d] - 0.002 * min(since, 30) if seen else -1.0
+            docs.append(2.0 - excess - 0.0005 * step + rng.normal(0, 0.005))
+        curve.append({"step": step, "off": {"L_H": 2.0 - 0.0005 * step, "R_docs": docs}})
+    panel = {"curve": curve, "r_occurrences": occurrences, "modes": {"off": {}}}
+    result = forgetting_rate(panel, resamples=100)["off"]
+    assert result["spacing"] == 20 and result["estimator"] == "within documents"
+    assert abs(result["lost"] - 0.04) < 3 * result["lost_se"] and result["lost_se"] < 0.01
+    assert max(result["since"]) <= 30  # the binned curve too stays within 1.5 spacings

@@ -10,6 +10,7 @@ how fast each part of the model forgets it.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -17,8 +18,15 @@ from .stats import mean_se
 
 
 def _panel(metrics: dict, mode: str, start_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """(documents x evaluations) arrays of steps since last seen and excess L(H) − L(doc), for
-    the documents seen before every evaluation of the later part of training."""
+    """(documents x evaluations) arrays of steps since last seen and excess L(H) − L(doc) over
+    the evaluations of the later part of training, NaN where a cell does not count.
+
+    A cell counts when the document was seen before the evaluation and at most 1.5 of its own
+    spacings ago: between two of its repetitions, or as long after its last one. With every
+    document spread over the whole run that is every cell after its first occurrence; with
+    repetitions packed into windows (``data.repeat_window``) it leaves out the evaluations
+    before a document's window and long after it. Documents without a counted cell are dropped.
+    """
     curve, occurrences = metrics["curve"], metrics["r_occurrences"]
     points = [p for p in curve if p["step"] >= start_fraction * curve[-1]["step"]]
     since = np.full((len(occurrences), len(points)), np.nan)
@@ -27,20 +35,40 @@ def _panel(metrics: dict, mode: str, start_fraction: float) -> tuple[np.ndarray,
         values = point[mode]
         for doc, loss in enumerate(values["R_docs"]):
             seen = [s for s in occurrences[doc] if s < point["step"]]
-            if seen:
+            gap = np.diff(occurrences[doc]).mean() if len(occurrences[doc]) > 1 else np.inf
+            if seen and point["step"] - 1 - seen[-1] <= 1.5 * gap:
                 since[doc, j] = point["step"] - 1 - seen[-1]
                 excess[doc, j] = values["L_H"] - loss
-    complete = ~np.isnan(since).any(axis=1)
-    return since[complete], excess[complete]
+    counted = ~np.isnan(since).all(axis=1)
+    return since[counted], excess[counted]
+
+
+def _demean(a: np.ndarray, within: bool) -> np.ndarray:
+    """``a`` less its evaluation (column) means, and its document (row) means too when
+    ``within``, over the counted (non-NaN) cells: alternating projections, exact in one pass
+    for a complete panel."""
+    out = a - np.nanmean(a, axis=0, keepdims=True)
+    if not within:
+        return out
+    complete = not np.isnan(a).any()
+    for _ in range(1 if complete else 200):
+        out = out - np.nanmean(out, axis=1, keepdims=True)
+        if complete:
+            break
+        column = np.nanmean(out, axis=0, keepdims=True)
+        if np.nanmax(np.abs(column)) < 1e-12:
+            break
+        out = out - column
+    return out
 
 
 def _slope(since: np.ndarray, excess: np.ndarray, within: bool = True) -> float:
     """Slope of excess on steps-since with evaluation effects removed, and document effects too
     when ``within`` (else the documents' own levels stay in the residual, as noise)."""
-    def demean(a):
-        out = a - a.mean(axis=0, keepdims=True)
-        return out - out.mean(axis=1, keepdims=True) if within else out
-    x, y = demean(since), demean(excess)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns in a resample
+        x, y = _demean(since, within), _demean(excess, within)
+    x, y = np.nan_to_num(x), np.nan_to_num(y)
     denominator = float((x * x).sum())
     return float((x * y).sum() / denominator) if denominator > 1e-9 * x.size else float("nan")
 
@@ -80,7 +108,7 @@ def forgetting_rate(metrics: dict, start_fraction: float = 0.5, resamples: int =
         since, excess = _panel(metrics, mode, start_fraction)
         if len(since) < 3 or since.shape[1] < 2:
             continue
-        within = bool((np.ptp(since, axis=1) > 0).any())
+        within = bool((np.nanmax(since, axis=1) > np.nanmin(since, axis=1)).any())
         slope = _slope(since, excess, within)
         if not math.isfinite(slope):
             continue
@@ -89,11 +117,11 @@ def forgetting_rate(metrics: dict, start_fraction: float = 0.5, resamples: int =
             pick = rng.integers(0, len(since), len(since))
             boot.append(_slope(since[pick], excess[pick], within))
         boot_arr = np.array([b for b in boot if math.isfinite(b)])
-        mean_excess = float(excess.mean())
+        mean_excess = float(np.nanmean(excess))
         lost, lost_se = -slope * spacing, float(boot_arr.std(ddof=1)) * spacing
-        adjusted = excess - excess.mean(axis=0, keepdims=True) + mean_excess
+        adjusted = excess - np.nanmean(excess, axis=0, keepdims=True) + mean_excess
         if within:  # each document's mean moved to the overall mean excess
-            adjusted = adjusted - excess.mean(axis=1, keepdims=True) + mean_excess
+            adjusted = adjusted - np.nanmean(excess, axis=1, keepdims=True) + mean_excess
         edges = np.linspace(0, max(spacing, 1), bins + 1)
         centers, binned, binned_se = [], [], []
         for lo, hi in zip(edges[:-1], edges[1:], strict=True):
