@@ -135,6 +135,15 @@ def cmd_ladder(args: argparse.Namespace) -> None:
     run_ladder([Path(d) for d in args.study_dirs], Path(args.out))
 
 
+def cmd_profile(args: argparse.Namespace) -> None:
+    from .study.profile import format_profile, profile
+
+    summary = profile(Path(args.study_dir))
+    print(format_profile(summary))
+    if args.json:
+        print(json.dumps(summary, indent=1))
+
+
 def cmd_theory(args: argparse.Namespace) -> None:
     if args.online:
         from .experiments.online import main as theory_main
@@ -184,8 +193,8 @@ def cmd_import_litgpt(args: argparse.Namespace) -> None:
 VERBS = {"run": cmd_run, "train": cmd_train, "eval": cmd_eval, "sweep": cmd_sweep,
          "export": cmd_export, "delete": cmd_delete, "report": cmd_report,
          "unlearn": cmd_unlearn, "tradeoff": cmd_tradeoff, "frontier": cmd_frontier,
-         "ladder": cmd_ladder, "theory": cmd_theory, "add-sinks": cmd_add_sinks,
-         "import-litgpt": cmd_import_litgpt, "annotate": cmd_annotate}
+         "ladder": cmd_ladder, "profile": cmd_profile, "theory": cmd_theory,
+         "add-sinks": cmd_add_sinks, "import-litgpt": cmd_import_litgpt, "annotate": cmd_annotate}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -295,6 +304,14 @@ def build_parser() -> argparse.ArgumentParser:
     ladder.add_argument("study_dirs", nargs="+", metavar="STUDY_DIR",
                         help="study directories, such as runs/ladder/model.preset=small/seed0")
     ladder.add_argument("--out", default="runs/ladder-plot", help="output folder")
+    prof = sub.add_parser(
+        "profile", help="where a finished study's time went, from its results.json",
+        description="Seconds per method for training steps, learning-curve evaluations, the "
+        "final evaluation and each part of the memorization assessment (extraction, membership "
+        "inference, exposure, relearning), with totals and the assessment/training ratio.")
+    prof.add_argument("study_dir", metavar="STUDY_DIR", help="a study directory, such as "
+                      "runs/smoke")
+    prof.add_argument("--json", action="store_true", help="also print the figures as JSON")
     theory = sub.add_parser(
         "theory", help="the linear-network toy: natural items, canaries and sinks",
         description="Train two-layer linear networks by gradient descent on a general task "

@@ -350,7 +350,7 @@ def train(model: torch.nn.Module, mixture: Mixture, config: TrainConfig,
     row_len = ((config.row_len or model_context(model))
                if packs(config, text_corpus=mixture.text is not None) else 0)
     curve: list[dict] = []
-    start_step, tokens_seen, train_time = 0, 0, 0.0
+    start_step, tokens_seen, train_time, eval_time = 0, 0, 0.0, 0.0
     found = ckpt.latest(checkpoint_dir) if checkpoint_dir is not None else None
     if found is not None:
         weights, optimizer_state, state = ckpt.load(found)
@@ -358,6 +358,7 @@ def train(model: torch.nn.Module, mixture: Mixture, config: TrainConfig,
             parallel.load_states(model, optimizer, weights, optimizer_state, strategy)
             start_step, curve = state["step"], state["curve"]
             tokens_seen, train_time = state["tokens"], state["train_seconds"]
+            eval_time = state.get("eval_seconds", 0.0)
             if "rng" in state:
                 torch.set_rng_state(state["rng"])
             if world.main and progress:
@@ -376,7 +377,7 @@ def train(model: torch.nn.Module, mixture: Mixture, config: TrainConfig,
         if world.main:
             ckpt.save(checkpoint_dir, step, weights, optimizer_state, {
                 "fingerprint": fingerprint, "curve": curve, "tokens": tokens_seen,
-                "train_seconds": train_time})
+                "train_seconds": train_time, "eval_seconds": eval_time})
 
     model.train()
     with (open(log_path, "a" if start_step else "w") as log, _StopFlag() as stop,
@@ -447,7 +448,9 @@ def train(model: torch.nn.Module, mixture: Mixture, config: TrainConfig,
             if evaluate is not None and config.eval_every and ((step + 1) % config.eval_every == 0
                                                                or last):
                 model.eval()
+                evaluated = time.perf_counter()
                 point = {"step": step + 1, **evaluate(step + 1)}
+                eval_time += time.perf_counter() - evaluated
                 model.train()
                 curve.append(point)
                 if world.main:
@@ -468,5 +471,5 @@ def train(model: torch.nn.Module, mixture: Mixture, config: TrainConfig,
     if sinks is not None:
         sinks.set_mode("off")
     model.eval()
-    return {"train_seconds": train_time, "tokens": tokens_seen,
+    return {"train_seconds": train_time, "eval_seconds": eval_time, "tokens": tokens_seen,
             "tokens_per_s": tokens_seen / max(train_time, 1e-9), "curve": curve}

@@ -51,21 +51,30 @@ def assess_modes(model: torch.nn.Module, sinks: Sinks | None, method: Method,
     out: dict[str, dict] = {}
     for mode in generation_modes(method):
         started = time.perf_counter()
-        extract = {name: _compact_extraction(mem.extraction(
-            model, docs, prefixes, suffix, sinks=sinks, mode=mode))
-            for name, docs in (("R", repeated), ("H", heldout))}
+        parts = {}
+        extract = {}
+        for name, docs in (("R", repeated), ("H", heldout)):
+            begun = time.perf_counter()
+            extract[name] = _compact_extraction(mem.extraction(
+                model, docs, prefixes, suffix, sinks=sinks, mode=mode))
+            parts[f"extraction_{name}"] = time.perf_counter() - begun
+        begun = time.perf_counter()
         mia = mem.membership_inference(model, repeated, heldout, texts_r, texts_h,
                                        sinks=sinks, mode=mode)
+        parts["mia"] = time.perf_counter() - begun
         row = {"extraction": extract,
                "mia": {score: {key: mia["metrics"][score][key]
                                for key in ("auroc", "auroc_se", "tpr_at_fpr", "tpr_at_fpr_se")}
                        for score in mia["metrics"]}}
         if mixture.data.repeated_kind == "canary":
+            begun = time.perf_counter()
             result = mem.exposure(model, repeated, mixture.canary_vocabulary(), sinks=sinks,
                                   mode=mode)
+            parts["exposure"] = time.perf_counter() - begun
             row["exposure"] = {key: result[key] for key in (
                 "n_candidates", "max_empirical", "empirical_mean", "empirical_se",
                 "extrapolated_mean", "extrapolated_se")}
+        row["parts"] = parts  # seconds of each part, for `memsinks profile`
         row["seconds"] = time.perf_counter() - started
         out[mode] = row
     return out

@@ -169,12 +169,16 @@ def _train_method(config: StudyConfig, mixture: Mixture, name: str, method_dir: 
                     evaluate=curve_point, label=name, checkpoint_dir=method_dir / "checkpoint",
                     fingerprint=fingerprint, progress=progress)
     sets = sets_of(mixture)
+    evaluated = time.time()
     sums = evaluate_modes(model, sinks, method, sets)
+    final_eval = time.time() - evaluated
     metrics = {
         "method": name, "description": method.description, "fingerprint": fingerprint,
         "modes": {mode: summarize_mode(s, sets) for mode, s in sums.items()},
         "train_seconds": trained["train_seconds"], "tokens": trained["tokens"],
         "tokens_per_s": trained["tokens_per_s"], "wall_seconds": time.time() - started,
+        # where the wall time went besides the steps: learning curves and the final evaluation
+        "eval_seconds": trained["eval_seconds"], "final_eval_seconds": final_eval,
         "curve": trained["curve"],
         "sink_documents": (len(np.unique(recipe.sink_ids[recipe.sink_ids != 0]))
                            if recipe.sink_ids is not None else 0),
@@ -327,16 +331,20 @@ def ensure_assessment(config: StudyConfig, mixture: Mixture, name: str, method_d
     started = time.time()
     model, sinks = load_model(method_dir / "model")
     model.to(resolve_device(config.train.device)).eval()
+    relearn_started = time.time()
     if relearn_fresh:
         relearned = {key: current.get(key) for key in ("relearn", "relearn_standard")}
     else:
         relearned = assess.relearning(model, sinks, mixture, targets) if targets else {}
+    relearn_seconds = (time.time() - relearn_started if not relearn_fresh
+                       else current.get("relearn_seconds"))
     assessment = {"version": assess.VERSION,
                   "modes": (current["modes"] if modes_fresh
                             else assess.assess_modes(model, sinks, METHODS[name], mixture)),
                   "relearn": relearned.get("relearn"),
                   # the yardstick of dedup and the post-hoc baselines: standard training's L(R)
-                  "relearn_standard": relearned.get("relearn_standard")}
+                  "relearn_standard": relearned.get("relearn_standard"),
+                  "relearn_seconds": relearn_seconds}
     assessment["seconds"] = time.time() - started
     metrics["assessment"] = assessment
     stored = {k: v for k, v in metrics.items() if k != "nll"}
