@@ -35,7 +35,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     path, overrides = _split(args)
     config = config_io.load(path, overrides)
     # a method finished with the same configuration anywhere under out_dir is reused
-    run_study(config, progress=not args.quiet, reuse_root=Path(config.out_dir))
+    run_study(config, progress=not args.quiet, reuse_root=Path(config.out_dir), jobs=args.jobs)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -205,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "evaluate, and write runs/<name>/{config.yaml, manifest.json, "
                          "results.json, report.md, *.png}. Finished methods are reused.")
     _add_config(run)
+    run.add_argument("--jobs", type=int, default=1, help="methods trained and assessed at "
+                     "once, each in its own process with a share of train.threads (default 1; "
+                     "2 suits a small model on a 2-core CPU)")
     train = sub.add_parser("train", help="train and evaluate one method of a study",
                            description="Like run, restricted to one method.")
     train.add_argument("--method", required=True, help="standard, dedup, memsinks, ...")
