@@ -61,7 +61,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     if not seeds:
         raise ValueError("--seeds is empty; give seeds such as 0,1,2")
     run_sweep(path, Grid.parse(args.grid or []), seeds, overrides, name=args.name,
-              progress=not args.quiet)
+              progress=not args.quiet, jobs=args.jobs)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -224,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Run one study per grid point and seed under "
                            "<out_dir>/<name>/, reusing every finished method, and write "
                            "sweep.json, sweep.md and sweep.png.")
+    sweep.add_argument("--jobs", type=int, default=1, help="methods of each study trained at "
+                       "once, as memsinks run --jobs")
     sweep.add_argument("--grid", action="append", metavar="key=v1,v2",
                        help="a swept key and its values; repeat for a product grid")
     sweep.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (data and init)")

@@ -74,7 +74,7 @@ def point_name(point: dict) -> str:
 
 
 def run_sweep(config_path: str | None, grid: Grid, seeds: list[int], overrides: list[str],
-              name: str | None = None, progress: bool = True) -> dict:
+              name: str | None = None, progress: bool = True, jobs: int = 1) -> dict:
     """Run every (point, seed) study not finished yet; write sweep.json, sweep.md and plots."""
     base = config_io.load(config_path, overrides)
     sweep_name = name or f"sweep-{base.name}"
@@ -91,7 +91,8 @@ def run_sweep(config_path: str | None, grid: Grid, seeds: list[int], overrides: 
             if progress:
                 print(f"== {point_name(point)} seed {seed}")
             # any finished method with the same configuration under out_dir is reused
-            results = run_study(config, progress=progress, reuse_root=Path(base.out_dir))
+            results = run_study(config, progress=progress, reuse_root=Path(base.out_dir),
+                                jobs=jobs)
             rows.append({"point": point, "seed": seed, **flatten(results)})
     summary = {"name": sweep_name, "keys": grid.keys, "seeds": seeds, "overrides": overrides,
                "config": config_path, "rows": rows,
