@@ -10,7 +10,7 @@ $(BIN)/memsinks: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch is pinned here (a CPU build lies on this machine's disk); the package itself asks for a range.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test,annotate]'
+	$(BIN)/pip install -q -e '.[test,annotate,track]'
 	touch $@
 
 setup: $(BIN)/memsinks

@@ -10,7 +10,7 @@ import signal
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -75,6 +75,9 @@ class TrainConfig:
     """Packed row length (0 = the model context); longer documents are split."""
     precision: Precision = "auto"
     """Training matmuls: auto (bf16 autocast on GPU, fp32 on CPU) | fp32 | bf16."""
+    report_to: list[str] = field(default_factory=list)
+    """Run trackers to log to: tensorboard, wandb, trackio (none by default); see
+    memsinks.integrations.tracking."""
 
     def validate(self) -> None:
         if self.precision not in ("auto", "fp32", "bf16"):
@@ -95,6 +98,9 @@ class TrainConfig:
             raise ValueError(f"train.lr = {self.lr} must be positive")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"train.min_lr_ratio = {self.min_lr_ratio} is not in [0, 1]")
+        from .integrations.tracking import check_backends
+
+        check_backends(self.report_to)
 
 
 def packs(config: TrainConfig, text_corpus: bool) -> bool:
@@ -326,7 +332,7 @@ def train(model: torch.nn.Module, mixture: Mixture, config: TrainConfig,
           recipe: Recipe | None = None, *, sinks: Sinks | None = None, log_path: Path,
           evaluate: Callable[[int], dict] | None = None, label: str = "train",
           checkpoint_dir: Path | None = None, fingerprint: str | None = None,
-          progress: bool = True) -> dict:
+          progress: bool = True, tracker=None) -> dict:
     """Train in place; returns timing, token counts and the learning curve.
 
     With ``checkpoint_dir``, a checkpoint is written every ``config.checkpoint_every`` steps
@@ -442,6 +448,9 @@ def train(model: torch.nn.Module, mixture: Mixture, config: TrainConfig,
                       "tokens_per_s": round(tokens_seen / train_time, 1)}
             if world.main:
                 log.write(json.dumps(record) + "\n")
+                if tracker is not None:  # memsinks.integrations.tracking.Tracker
+                    tracker.log({f"train/{k}": v for k, v in record.items() if k != "step"},
+                                step + 1)
             bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
             bar.update(1)
             last = step + 1 == config.steps
@@ -455,6 +464,10 @@ def train(model: torch.nn.Module, mixture: Mixture, config: TrainConfig,
                 curve.append(point)
                 if world.main:
                     log.write(json.dumps({"eval": point}) + "\n")
+                    if tracker is not None:
+                        from .integrations.tracking import curve_values
+
+                        tracker.log(curve_values(point), step + 1)
             log.flush()
             if checkpoint_dir is not None and not last and (
                     stop.raised or (config.checkpoint_every

@@ -164,17 +164,22 @@ def _train_method(config: StudyConfig, mixture: Mixture, name: str, method_dir: 
         print(f"[{name}] {method.description}; {count_parameters(model):,} parameters "
               f"on {device}")
     started = time.time()
-    trained = train(model, mixture, config.train, recipe,
-                    sinks=sinks if method.sinks else None, log_path=method_dir / "log.jsonl",
-                    evaluate=curve_point, label=name, checkpoint_dir=method_dir / "checkpoint",
-                    fingerprint=fingerprint, progress=progress)
-    sets = sets_of(mixture)
-    evaluated = time.time()
-    sums = evaluate_modes(model, sinks, method, sets)
-    final_eval = time.time() - evaluated
+    with _tracker(config, name, method_dir) as tracker:
+        trained = train(model, mixture, config.train, recipe,
+                        sinks=sinks if method.sinks else None,
+                        log_path=method_dir / "log.jsonl", evaluate=curve_point, label=name,
+                        checkpoint_dir=method_dir / "checkpoint", fingerprint=fingerprint,
+                        progress=progress, tracker=tracker)
+        sets = sets_of(mixture)
+        evaluated = time.time()
+        sums = evaluate_modes(model, sinks, method, sets)
+        final_eval = time.time() - evaluated
+        modes = {mode: summarize_mode(s, sets) for mode, s in sums.items()}
+        tracker.summary({f"{mode}/{key}": value[0] for mode, row in modes.items()
+                         for key, value in row.items()})
     metrics = {
         "method": name, "description": method.description, "fingerprint": fingerprint,
-        "modes": {mode: summarize_mode(s, sets) for mode, s in sums.items()},
+        "modes": modes,
         "train_seconds": trained["train_seconds"], "tokens": trained["tokens"],
         "tokens_per_s": trained["tokens_per_s"], "wall_seconds": time.time() - started,
         # where the wall time went besides the steps: learning curves and the final evaluation
@@ -199,6 +204,15 @@ def _train_method(config: StudyConfig, mixture: Mixture, name: str, method_dir: 
                  for mode, m in metrics["modes"].items()]
         print(f"[{name}] {trained['tokens_per_s']:.0f} tok/s; " + "; ".join(parts))
     return metrics
+
+
+def _tracker(config: StudyConfig, name: str, directory: Path):
+    """The run trackers of ``train.report_to`` for one run of a study (main process only)."""
+    from ..integrations.tracking import Tracker
+
+    wanted = config.train.report_to if parallel.current().main else []
+    return Tracker(wanted, project=config.name, name=f"{config.name}/{name}",
+                   config=config_io.to_dict(config), directory=directory)
 
 
 def occurrence_steps(mixture: Mixture, dedup: bool, count: int) -> list[list[int]]:
@@ -356,6 +370,11 @@ def run_study(config: StudyConfig, progress: bool = True, reuse_root: Path | Non
     if not world.main:
         return results
     atomic_write(run_dir / "results.json", json.dumps(results, indent=1))
+    if config.train.report_to and world.main:  # the study's figures, as one tracked run
+        from ..integrations.tracking import study_values
+
+        with _tracker(config, "study", run_dir) as tracker:
+            tracker.summary(study_values(results))
     write_report(run_dir, results)
     if progress:
         print(f"wrote {run_dir / 'results.json'} and {run_dir / 'report.md'}")
