@@ -75,6 +75,11 @@ class TrainConfig:
     """Packed row length (0 = the model context); longer documents are split."""
     precision: Precision = "auto"
     """Training matmuls: auto (bf16 autocast on GPU, fp32 on CPU) | fp32 | bf16."""
+    attention: Literal["sdpa", "flex_attention", "flash_attention_2"] = "sdpa"
+    """Attention kernel in training. sdpa: packed rows carry a dense (rows, 1, L, L) mask (the
+    CPU route). flex_attention (GPU): no mask tensor, a block mask built from the positions.
+    flash_attention_2 (GPU, the flash-attn package): rows laid end to end, variable-length
+    kernel, no mask and no padding. The same losses and gradients up to float rounding."""
     report_to: list[str] = field(default_factory=list)
     """Run trackers to log to: tensorboard, wandb, trackio (none by default); see
     memsinks.integrations.tracking."""
@@ -98,6 +103,9 @@ class TrainConfig:
             raise ValueError(f"train.lr = {self.lr} must be positive")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"train.min_lr_ratio = {self.min_lr_ratio} is not in [0, 1]")
+        if self.attention not in ROUTES:
+            raise ValueError(f"train.attention = {self.attention!r} is not one of "
+                             f"{', '.join(ROUTES)}")
         from .integrations.tracking import check_backends
 
         check_backends(self.report_to)
@@ -296,15 +304,20 @@ def _sink_positions(tokens: list[np.ndarray], ids: list[int],
 
 def rows_nll(model: torch.nn.Module, batch: PackedBatch, labels: torch.Tensor,
              rows: torch.Tensor, sinks: Sinks | None = None, precision: str = "auto",
-             split: bool = False) -> torch.Tensor:
+             split: bool = False, route: str = "mask") -> torch.Tensor:
     """Summed next-token NLL of some rows of a batch, their sink masks (train mode) set first.
 
     ``split``: two sums instead, over targets predicted without sinks and with them.
+    ``route``: how packed rows reach attention (:meth:`PackedBatch.model_inputs`).
     """
+    flat = route == "flat" and batch.packed
     if sinks is not None:
-        sinks.set_mode("train", ids=batch.doc_ids[rows])
+        ids = batch.doc_ids[rows]
+        sinks.set_mode("train", ids=batch.flat_rows(ids) if flat else ids)
     with autocast(batch.input_ids.device, precision):
-        logits = model(**batch.model_inputs(rows)).logits
+        logits = model(**batch.model_inputs(rows, route)).logits
+    if flat:  # back to one row per packed row
+        logits = logits.view(*batch.input_ids[rows].shape, -1)
     nll = torch.nn.functional.cross_entropy(
         logits[:, :-1].float().flatten(0, 1), labels[rows][:, 1:].flatten(),
         ignore_index=-100, reduction="none" if split else "sum")
@@ -326,6 +339,23 @@ def _parts(rows: torch.Tensor, routed: torch.Tensor | None, accum: int) -> list[
             if len(picked):
                 parts.append((picked, flag))
     return parts
+
+
+# train.attention -> how packed rows reach it (PackedBatch.model_inputs)
+ROUTES = {"sdpa": "mask", "flex_attention": "positions", "flash_attention_2": "flat"}
+
+
+def use_attention(model: torch.nn.Module, attention: str) -> str:
+    """Switch ``model`` to ``attention`` for training; returns the implementation it had."""
+    before = model.config._attn_implementation
+    if attention == "sdpa" or attention == before:
+        return before
+    device = next(model.parameters()).device
+    if attention == "flex_attention" and device.type == "cpu":
+        raise ValueError("train.attention = flex_attention cannot train on CPU (torch's "
+                         "FlexAttention has no backward pass there); use train.attention=sdpa")
+    model.set_attn_implementation(attention)
+    return before
 
 
 def train(model: torch.nn.Module, mixture: Mixture, config: TrainConfig,
@@ -385,6 +415,8 @@ def train(model: torch.nn.Module, mixture: Mixture, config: TrainConfig,
                 "fingerprint": fingerprint, "curve": curve, "tokens": tokens_seen,
                 "train_seconds": train_time, "eval_seconds": eval_time})
 
+    attention_before = use_attention(model, config.attention)
+    route = ROUTES[config.attention]
     model.train()
     with (open(log_path, "a" if start_step else "w") as log, _StopFlag() as stop,
           tqdm(total=config.steps, initial=start_step, desc=label, leave=False,
@@ -414,7 +446,8 @@ def train(model: torch.nn.Module, mixture: Mixture, config: TrainConfig,
                 with sync:
                     # routed rows of token-gated sinks: only targets predicted with sinks
                     split = bool(is_routed and recipe.sink_tokens is not None)
-                    nll = rows_nll(engine, batch, labels, part, sinks, config.precision, split)
+                    nll = rows_nll(engine, batch, labels, part, sinks, config.precision, split,
+                                   route)
                     # normalised by the global batch's tokens (x processes, whose gradients
                     # are averaged), so any split of the rows gives the same gradient
                     scale = world.size / global_tokens
@@ -481,6 +514,8 @@ def train(model: torch.nn.Module, mixture: Mixture, config: TrainConfig,
                                   "directory was given)")
     if router is not None:
         router.remove()
+    if attention_before != model.config._attn_implementation:  # evaluation as tested
+        model.set_attn_implementation(attention_before)
     if sinks is not None:
         sinks.set_mode("off")
     model.eval()

@@ -21,14 +21,15 @@ trained.
 The mask is a boolean (rows, 1, L, L) tensor (True = may attend) passed as ``attention_mask``:
 transformers (5.x, ``masking_utils``) uses a 4D mask as given, and SDPA takes boolean masks
 (eager attention would want an additive float mask instead). This is the CPU route, and the
-tested one. (Under SDPA, ``position_ids`` alone with ``use_cache=False`` makes transformers
-5.x build this same mask from the restarts, ``find_packed_sequence_indices``; with a cache it
-does not, so the mask is passed explicitly.) The GPU route is padding-free and not implemented
-here: with ``attn_implementation="flash_attention_2"``, concatenate the documents into a single
-(1, N) row and pass ``position_ids`` without a mask; transformers reads each restart of the
-positions as a document boundary and calls the variable-length kernel
-(``prepare_fa_kwargs_from_position_ids`` in ``modeling_flash_attention_utils``; batch size 1
-only), with no L x L mask and no padding.
+tested one. The GPU routes pass no mask (``train.attention``, :meth:`PackedBatch.model_inputs`):
+``position_ids`` alone with ``use_cache=False`` make transformers 5.x find each document from
+the restarts (``find_packed_sequence_indices``) and build the mask its attention needs:
+FlexAttention (``train.attention=flex_attention``) gets a block mask that skips the blocks
+across documents, with no L x L tensor. With ``flash_attention_2`` the rows are laid end to
+end as one (1, rows x L) sequence and the restarts become the variable-length kernel's
+boundaries (``prepare_fa_kwargs_from_position_ids``; batch size 1 only). Under SDPA the same
+positions give the dense mask back, which is how the routes are tested on CPU (losses and
+gradients equal; FlexAttention has no backward pass on CPU, so its loss is compared there).
 """
 
 from __future__ import annotations
@@ -104,17 +105,39 @@ class PackedBatch:
         offset = torch.arange(width, device=device).expand(rows, width) * real
         return cls(batch.input_ids, batch.labels, batch.doc_ids, doc_index, offset)
 
-    def model_inputs(self, rows: torch.Tensor | slice | None = None) -> dict[str, torch.Tensor]:
-        """Keyword arguments of the model's forward pass for ``rows`` (all rows by default)."""
+    def model_inputs(self, rows: torch.Tensor | slice | None = None,
+                     route: str = "mask") -> dict[str, torch.Tensor]:
+        """Keyword arguments of the model's forward pass for ``rows`` (all rows by default).
+
+        ``route`` for packed rows: ``mask`` passes the dense (rows, 1, L, L) mask; ``positions``
+        passes only the restarting ``position_ids`` (and ``use_cache=False``), from which
+        transformers builds the document mask its attention needs (a FlexAttention block
+        mask, or SDPA's dense one); ``flat`` also lays the rows end to end as one (1, rows x L)
+        sequence, the variable-length flash-attention layout (see :meth:`flat_rows`).
+        """
         def pick(x: torch.Tensor) -> torch.Tensor:
             return x if rows is None else x[rows]
 
+        if route not in ("mask", "positions", "flat"):
+            raise ValueError(f"packed attention route {route!r} is not mask, positions or flat")
         inputs = {"input_ids": pick(self.input_ids)}
         if self.position_ids is not None:
             inputs["position_ids"] = pick(self.position_ids)
-        if self.attention_mask is not None:
+        if self.attention_mask is not None and route == "mask":
             inputs["attention_mask"] = pick(self.attention_mask)
+        if self.attention_mask is not None and route != "mask":
+            inputs["use_cache"] = False  # with a cache transformers ignores the restarts
+            if route == "flat":
+                inputs["input_ids"] = self.flat_rows(inputs["input_ids"])
+                inputs["position_ids"] = self.flat_rows(inputs["position_ids"])
         return inputs
+
+    @staticmethod
+    def flat_rows(x: torch.Tensor) -> torch.Tensor:
+        """(rows, L, ...) laid end to end as (1, rows x L, ...): the ``flat`` route's layout.
+        Each row's padding is a sequence of its own (its positions restart), so nothing
+        attends across rows; outputs come back with ``.view(rows, L, ...)``."""
+        return x.reshape(1, -1, *x.shape[2:])
 
     def place(self, per_document: torch.Tensor) -> torch.Tensor:
         """Values laid out one document per row (:func:`collate`'s layout) moved into this one.

@@ -38,7 +38,7 @@ _TEXT_DATA = ("general_source", "repeated_source", "tokenizer", "vocab_size", "t
 # the hash; row_len does when set, since a row shorter than a document splits it. For text
 # corpora packing also keeps long general documents whole (other tokens are trained), which
 # method_fingerprint marks as data.whole_documents; the built-in corpus has no long documents.
-_NOT_TRAINING = ("threads", "checkpoint_every", "packing", "report_to")
+_NOT_TRAINING = ("threads", "checkpoint_every", "packing", "report_to", "attention")
 
 
 def defaults(cls: type) -> dict[str, Any]:
