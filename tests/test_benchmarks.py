@@ -43,3 +43,18 @@ def test_precision_skips_bf16_where_the_probe_says_it_cannot_win(capsys, monkeyp
     precision.main(["--presets", "tiny", "--steps", "1", "--warmup", "0", "--matmul",
                     "--batch-size", "2", "--seq-len", "8", "--force-bf16"])
     assert timed == ["fp32", "bf16"] and "timing it anyway" in capsys.readouterr().out
+
+
+def test_step_speed_variants_train_to_the_same_loss():
+    step_speed = _load("step_speed")
+    from memsinks.config import load, mixture_of
+    from memsinks.data.packing import collate
+
+    config = load(str(ROOT / "configs" / "smoke.yaml"))
+    mixture = mixture_of(config)
+    batches = [collate([t for _, t in mixture.batch(s)], [0] * config.train.batch_size,
+                       torch.device("cpu"), mixture.specials) for s in range(4)]
+    base = step_speed.run({}, batches, config, mixture.vocab_size, 1)[1]
+    for variant in ({"fused": True}, {"no_cache": True}, {"fused": True, "no_cache": True}):
+        seconds, loss = step_speed.run(variant, batches, config, mixture.vocab_size, 1)
+        assert seconds > 0 and loss == pytest.approx(base, rel=1e-5), variant
