@@ -62,6 +62,43 @@ def point_rows(label: str, paths: list[str], dedup: dict | None) -> list[dict]:
     return rows
 
 
+def eval_rows(label: str, name: str, paths: list[str], evals: list[str]) -> dict:
+    """A row from ``memsinks eval`` outputs (one per study, in the same order), compared with
+    each study's standard and dedup without paired errors (as ``--eval`` adds them)."""
+    if len(evals) != len(paths):
+        raise ValueError(f"--eval {name} has {len(evals)} files for {len(paths)} studies; give "
+                         "one per study, in the same order")
+    figures: dict[str, list] = {k: [] for k in ("gap", "L_H_above_floor", "L_R_above_floor",
+                                                "closure", "L_H_vs_standard", "L_H_vs_dedup",
+                                                "L_V_vs_standard")}
+    for path, file in zip(paths, evals, strict=True):
+        flat = flatten(_results(path))
+        drop = json.loads(Path(file).read_text())["drop"]
+        floor = flat["standard/off/L_H"][0] - flat["standard/off/L_H_above_floor"][0]
+        figures["gap"].append(drop["gap"])
+        figures["L_H_above_floor"].append([drop["L_H"][0] - floor, drop["L_H"][1]])
+        figures["L_R_above_floor"].append([drop["L_R"][0] - floor, drop["L_R"][1]])
+        figures["closure"].append([1 - drop["gap"][0] / flat["standard/off/gap"][0], None])
+        figures["L_H_vs_standard"].append([drop["L_H"][0] / flat["standard/off/L_H"][0] - 1,
+                                           None])
+        figures["L_V_vs_standard"].append([drop["L_V"][0] / flat["standard/off/L_V"][0] - 1,
+                                           None])
+        if "dedup/off/L_H" in flat:
+            figures["L_H_vs_dedup"].append([drop["L_H"][0] / flat["dedup/off/L_H"][0] - 1,
+                                            None])
+    row = {"point": label, "method": name, "mode": "drop", "seeds": len(paths)}
+    for key, values in figures.items():
+        if len(values) == len(paths):
+            mean, se = over_seeds([[v, e if e is not None else float("nan")]
+                                   for v, e in values])
+            row[key] = [mean, se if se == se else None]  # NaN: one seed, no paired error
+        else:
+            row[key] = None
+    for key in ("auroc_loss", "extractable", "forgetting", "forgetting_own", "L_H", "L_V"):
+        row[key] = None
+    return row
+
+
 def _cell(value, percent: bool = False, signed: bool = True) -> str:
     if value is None:
         return "—"
@@ -93,6 +130,9 @@ def main() -> None:
     parser.add_argument("--point", action="append", required=True, metavar="LABEL=DIR[,DIR]",
                         help="a row group: its label and its studies (one per seed)")
     parser.add_argument("--dedup", help="a study whose dedup serves points without one")
+    parser.add_argument("--eval", action="append", default=[], metavar="POINT:NAME=FILE[,FILE]",
+                        help="a row from memsinks eval outputs (its drop mode), one file per "
+                        "study of POINT, such as main:memsinks-rescale-none=a.json,b.json")
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     args = parser.parse_args()
     dedup = None
@@ -100,16 +140,25 @@ def main() -> None:
         flat = flatten(_results(args.dedup))
         dedup = {"L_H": flat["dedup/off/L_H"][0], "study": args.dedup}
     rows = []
+    evals: dict[str, list[tuple[str, list[str]]]] = {}
+    for spec in args.eval:
+        where, _, files = spec.partition("=")
+        point, _, name = where.partition(":")
+        if not files or not name:
+            parser.error(f"--eval {spec} should read POINT:NAME=FILE[,FILE...]")
+        evals.setdefault(point, []).append((name, files.split(",")))
     for point in args.point:
         label, _, paths = point.partition("=")
         if not paths:
             parser.error(f"--point {point} has no studies; write LABEL=DIR[,DIR...]")
         rows += point_rows(label, paths.split(","), dedup)
+        rows += [eval_rows(label, name, paths.split(","), files)
+                 for name, files in evals.get(label, [])]
     print(markdown(rows))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"points": args.point, "dedup": dedup, "rows": rows},
-                                       indent=1))
+        args.out.write_text(json.dumps({"points": args.point, "dedup": dedup,
+                                        "evals": args.eval, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -53,3 +53,18 @@ def test_the_command_prints_the_table_and_writes_its_rows(tmp_path):
     bad = subprocess.run([sys.executable, str(SCRIPT), "--point", "main"],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "has no studies" in bad.stderr
+
+
+def test_an_eval_output_becomes_a_row_compared_with_its_study(tmp_path):
+    table = _load()
+    none = MAIN / "memsinks-drop-rescale-none.json"
+    row = table.eval_rows("main", "memsinks-rescale-none", [str(MAIN)], [str(none)])
+    standard = {r["method"]: r for r in table.point_rows("main", [str(MAIN)], None)}
+    drop = json.loads(none.read_text())["drop"]
+    assert row["closure"][0] == pytest.approx(1 - drop["gap"][0] / 0.46224, abs=1e-4)
+    assert row["closure"][1] is None  # computed from two summaries: no paired error
+    assert row["L_H_vs_dedup"][0] == pytest.approx(drop["L_H"][0] / standard["dedup"]["L_H"][0]
+                                                   - 1)
+    assert row["gap"] == drop["gap"]  # one seed keeps the evaluation's own error
+    with pytest.raises(ValueError, match="has 2 files for 1 studies"):
+        table.eval_rows("main", "x", [str(MAIN)], [str(none)] * 2)
