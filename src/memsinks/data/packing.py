@@ -109,8 +109,9 @@ class PackedBatch:
                      route: str = "mask") -> dict[str, torch.Tensor]:
         """Keyword arguments of the model's forward pass for ``rows`` (all rows by default).
 
+        Never a KV cache (``use_cache=False``): training and scoring do not read one.
         ``route`` for packed rows: ``mask`` passes the dense (rows, 1, L, L) mask; ``positions``
-        passes only the restarting ``position_ids`` (and ``use_cache=False``), from which
+        passes only the restarting ``position_ids``, from which
         transformers builds the document mask its attention needs (a FlexAttention block
         mask, or SDPA's dense one); ``flat`` also lays the rows end to end as one (1, rows x L)
         sequence, the variable-length flash-attention layout (see :meth:`flat_rows`).
@@ -120,16 +121,16 @@ class PackedBatch:
 
         if route not in ("mask", "positions", "flat"):
             raise ValueError(f"packed attention route {route!r} is not mask, positions or flat")
-        inputs = {"input_ids": pick(self.input_ids)}
+        # a KV cache serves generation only; training and scoring forwards never read it
+        inputs = {"input_ids": pick(self.input_ids), "use_cache": False}
         if self.position_ids is not None:
             inputs["position_ids"] = pick(self.position_ids)
         if self.attention_mask is not None and route == "mask":
             inputs["attention_mask"] = pick(self.attention_mask)
-        if self.attention_mask is not None and route != "mask":
-            inputs["use_cache"] = False  # with a cache transformers ignores the restarts
-            if route == "flat":
-                inputs["input_ids"] = self.flat_rows(inputs["input_ids"])
-                inputs["position_ids"] = self.flat_rows(inputs["position_ids"])
+        # no mask and no cache: transformers reads the restarting positions as boundaries
+        if self.attention_mask is not None and route == "flat":
+            inputs["input_ids"] = self.flat_rows(inputs["input_ids"])
+            inputs["position_ids"] = self.flat_rows(inputs["position_ids"])
         return inputs
 
     @staticmethod
