@@ -29,6 +29,7 @@ bench: setup
 	$(BIN)/python benchmarks/packing.py
 	$(BIN)/python benchmarks/precision.py
 	$(BIN)/python benchmarks/text_access.py
+	$(BIN)/python benchmarks/step_speed.py --steps 20
 
 gpu-check: setup
 	$(BIN)/python benchmarks/gpu_check.py
