@@ -16,7 +16,7 @@ $(BIN)/memsinks: pyproject.toml
 setup: $(BIN)/memsinks
 
 study: setup
-	$(BIN)/memsinks run configs/default.yaml
+	$(BIN)/memsinks run configs/default.yaml --jobs 2
 
 test: setup
 	$(BIN)/pytest -q
