@@ -7,6 +7,7 @@ configuration is loaded from disk, so an interrupted study resumes where it stop
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -252,10 +253,17 @@ def compare(per_method: dict[str, dict], mixture: Mixture) -> dict:
     return out
 
 
-def _train_job(config: StudyConfig, name: str, reuse_root: Path | None, threads: int) -> str:
+def _train_job(config: StudyConfig, name: str, reuse_root: Path | None, threads: int,
+               progress: bool = False) -> str:
     """A worker of ``run_study(jobs > 1)``: train one method (or find it finished)."""
     torch.set_num_threads(threads)
-    run_method(config, mixture_of(config), name, config.run_dir, False, reuse_root)
+    if progress:  # one line a method: progress bars of several processes would interleave
+        print(f"[{name}] training in process {os.getpid()}", flush=True)
+    metrics = run_method(config, mixture_of(config), name, config.run_dir, False, reuse_root)
+    if progress:
+        parts = [f"{mode}: gap {m['gap'][0]:.4f}±{m['gap'][1]:.4f} L(V) {m['L_V'][0]:.4f}"
+                 for mode, m in metrics["modes"].items()]
+        print(f"[{name}] {metrics['tokens_per_s']:.0f} tok/s; " + "; ".join(parts), flush=True)
     return name
 
 
@@ -334,8 +342,8 @@ def run_study(config: StudyConfig, progress: bool = True, reuse_root: Path | Non
         if progress:
             print(f"training {len(config.methods)} methods in {jobs} processes of {threads} "
                   f"thread(s) each", flush=True)
-        _in_workers(_train_job, [(config, name, reuse_root, threads)
-                                 for name in config.methods], jobs, progress, "trained")
+        _in_workers(_train_job, [(config, name, reuse_root, threads, progress)
+                                 for name in config.methods], jobs, False, "trained")
     per_method = {name: run_method(config, mixture, name, run_dir,
                                    progress and not parallel_jobs, reuse_root)
                   for name in config.methods}
