@@ -20,8 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-BACKENDS = ("tensorboard", "wandb", "trackio")
-_INSTALL = {"tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio"}
+BACKENDS = ("tensorboard", "wandb", "trackio")  # each the name of its pip package too
 
 
 def check_backends(names: Iterable[str]) -> None:
@@ -44,7 +43,7 @@ def _import(name: str):
         return trackio
     except ImportError as error:
         raise ValueError(f"train.report_to names {name}, which is not installed here; pip "
-                         f"install {_INSTALL[name]} (or memsinks[track]), or leave it out of "
+                         f"install {name} (or memsinks[track]), or leave it out of "
                          "train.report_to") from error
 
 
@@ -94,7 +93,6 @@ class _Wandb:
 
 class _Trackio:
     def __init__(self, module, project: str, name: str, config: dict):
-        self.module = module
         self.run = module.init(project=project, name=name, config=config)
         self.last_step = 0
 
