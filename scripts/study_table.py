@@ -88,12 +88,12 @@ def eval_rows(label: str, name: str, paths: list[str], evals: list[str]) -> dict
                                             None])
     row = {"point": label, "method": name, "mode": "drop", "seeds": len(paths)}
     for key, values in figures.items():
-        if len(values) == len(paths):
-            mean, se = over_seeds([[v, e if e is not None else float("nan")]
-                                   for v, e in values])
-            row[key] = [mean, se if se == se else None]  # NaN: one seed, no paired error
-        else:
+        if len(values) != len(paths):
             row[key] = None
+        elif len(values) == 1:  # one seed: the evaluation's own error, if it has one
+            row[key] = list(values[0])
+        else:
+            row[key] = over_seeds([[value, 0.0] for value, _ in values])
     for key in ("auroc_loss", "extractable", "forgetting", "forgetting_own", "L_H", "L_V"):
         row[key] = None
     return row

@@ -24,6 +24,7 @@ from .data.packing import PackedBatch, collate, model_context, pack
 from .data.stream import Mixture
 from .device import autocast
 from .families import decoder_layers
+from .integrations.tracking import check_backends, curve_values
 from .parallel import Strategy
 from .sinks import Sinks, fmix32
 
@@ -106,8 +107,6 @@ class TrainConfig:
         if self.attention not in ROUTES:
             raise ValueError(f"train.attention = {self.attention!r} is not one of "
                              f"{', '.join(ROUTES)}")
-        from .integrations.tracking import check_backends
-
         check_backends(self.report_to)
 
 
@@ -504,8 +503,6 @@ def train(model: torch.nn.Module, mixture: Mixture, config: TrainConfig,
                 if world.main:
                     log.write(json.dumps({"eval": point}) + "\n")
                     if tracker is not None:
-                        from .integrations.tracking import curve_values
-
                         tracker.log(curve_values(point), step + 1)
             log.flush()
             if checkpoint_dir is not None and not last and (

@@ -58,19 +58,27 @@ def _scalars(values: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-class _TensorBoard:
-    def __init__(self, module, directory: Path, config: dict):
-        self.writer = module.SummaryWriter(log_dir=str(directory / "tensorboard"))
-        self.writer.add_text("config", "```\n" + json.dumps(config, indent=1) + "\n```")
-        self.last_step = 0
+class _StepSummary:
+    """A backend without a run summary: the summary is logged at the last step seen."""
+
+    last_step = 0
 
     def log(self, values: dict[str, float], step: int) -> None:
-        for key, value in values.items():
-            self.writer.add_scalar(key, value, step)
+        self._log(values, step)
         self.last_step = max(self.last_step, step)
 
     def summary(self, values: dict[str, float]) -> None:
         self.log({f"summary/{k}": v for k, v in values.items()}, self.last_step)
+
+
+class _TensorBoard(_StepSummary):
+    def __init__(self, module, directory: Path, config: dict):
+        self.writer = module.SummaryWriter(log_dir=str(directory / "tensorboard"))
+        self.writer.add_text("config", "```\n" + json.dumps(config, indent=1) + "\n```")
+
+    def _log(self, values: dict[str, float], step: int) -> None:
+        for key, value in values.items():
+            self.writer.add_scalar(key, value, step)
 
     def finish(self) -> None:
         self.writer.close()
@@ -91,17 +99,12 @@ class _Wandb:
         self.run.finish()
 
 
-class _Trackio:
+class _Trackio(_StepSummary):
     def __init__(self, module, project: str, name: str, config: dict):
         self.run = module.init(project=project, name=name, config=config)
-        self.last_step = 0
 
-    def log(self, values: dict[str, float], step: int) -> None:
+    def _log(self, values: dict[str, float], step: int) -> None:
         self.run.log(values, step=step)
-        self.last_step = max(self.last_step, step)
-
-    def summary(self, values: dict[str, float]) -> None:
-        self.log({f"summary/{k}": v for k, v in values.items()}, self.last_step)
 
     def finish(self) -> None:
         self.run.finish()

@@ -31,12 +31,12 @@ def _panel(metrics: dict, mode: str, start_fraction: float) -> tuple[np.ndarray,
     points = [p for p in curve if p["step"] >= start_fraction * curve[-1]["step"]]
     since = np.full((len(occurrences), len(points)), np.nan)
     excess = np.full_like(since, np.nan)
+    gaps = [np.diff(o).mean() if len(o) > 1 else np.inf for o in occurrences]
     for j, point in enumerate(points):
         values = point[mode]
         for doc, loss in enumerate(values["R_docs"]):
             seen = [s for s in occurrences[doc] if s < point["step"]]
-            gap = np.diff(occurrences[doc]).mean() if len(occurrences[doc]) > 1 else np.inf
-            if seen and point["step"] - 1 - seen[-1] <= 1.5 * gap:
+            if seen and point["step"] - 1 - seen[-1] <= 1.5 * gaps[doc]:
                 since[doc, j] = point["step"] - 1 - seen[-1]
                 excess[doc, j] = values["L_H"] - loss
     counted = ~np.isnan(since).all(axis=1)

@@ -201,10 +201,15 @@ def _train_method(config: StudyConfig, mixture: Mixture, name: str, method_dir: 
     parallel.barrier(world)
     metrics["nll"] = flat
     if progress:
-        parts = [f"{mode}: gap {m['gap'][0]:.4f}±{m['gap'][1]:.4f} L(V) {m['L_V'][0]:.4f}"
-                 for mode, m in metrics["modes"].items()]
-        print(f"[{name}] {trained['tokens_per_s']:.0f} tok/s; " + "; ".join(parts))
+        print(summary_line(name, metrics))
     return metrics
+
+
+def summary_line(name: str, metrics: dict) -> str:
+    """One line for a trained method: tokens/s, and the gap and L(V) in each mode."""
+    parts = [f"{mode}: gap {m['gap'][0]:.4f}±{m['gap'][1]:.4f} L(V) {m['L_V'][0]:.4f}"
+             for mode, m in metrics["modes"].items()]
+    return f"[{name}] {metrics['tokens_per_s']:.0f} tok/s; " + "; ".join(parts)
 
 
 def _tracker(config: StudyConfig, name: str, directory: Path):
@@ -261,9 +266,7 @@ def _train_job(config: StudyConfig, name: str, reuse_root: Path | None, threads:
         print(f"[{name}] training in process {os.getpid()}", flush=True)
     metrics = run_method(config, mixture_of(config), name, config.run_dir, False, reuse_root)
     if progress:
-        parts = [f"{mode}: gap {m['gap'][0]:.4f}±{m['gap'][1]:.4f} L(V) {m['L_V'][0]:.4f}"
-                 for mode, m in metrics["modes"].items()]
-        print(f"[{name}] {metrics['tokens_per_s']:.0f} tok/s; " + "; ".join(parts), flush=True)
+        print(summary_line(name, metrics), flush=True)
     return name
 
 
