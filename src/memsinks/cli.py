@@ -168,12 +168,34 @@ def cmd_add_sinks(args: argparse.Namespace) -> None:
 
 def cmd_annotate(args: argparse.Namespace) -> None:
     from .data.annotate import annotate
+
+    options = dict(memory_limit=args.memory_limit, tokenizer=args.tokenizer,
+                   max_tokens=args.max_tokens, threshold=args.threshold, shingle=args.shingle,
+                   num_perm=args.num_perm, bands=args.bands, threads=args.threads,
+                   progress=not args.quiet)
+    if args.workers is None and args.tasks is None:
+        table = annotate(args.source, args.key, args.out, **options)
+    else:  # datatrove's local executor: one task per file (or --tasks), merged here
+        from .integrations.datatrove import annotate_local
+
+        table = annotate_local(args.source, args.key, args.out, workers=args.workers or 1,
+                               tasks=args.tasks, **options)
+    _print_annotation(table)
+
+
+def cmd_annotate_merge(args: argparse.Namespace) -> None:
+    from .data.annotate.shards import merge_shards
+
+    table = merge_shards(args.shards, args.out, memory_limit=args.memory_limit,
+                         threads=args.threads, progress=not args.quiet,
+                         redo_hint=" (with datatrove, delete that task's file in the executor's "
+                                   "logging_dir/completions/ too, or it is skipped)")
+    _print_annotation(table)
+
+
+def _print_annotation(table: Path) -> None:
     from .data.annotate.pipeline import summary_of
 
-    table = annotate(args.source, args.key, args.out, memory_limit=args.memory_limit,
-                     tokenizer=args.tokenizer, max_tokens=args.max_tokens,
-                     threshold=args.threshold, shingle=args.shingle, num_perm=args.num_perm,
-                     bands=args.bands, threads=args.threads, progress=not args.quiet)
     counts = summary_of(table.parent)["counts"]
     print(f"{table}: {counts['documents']} documents, {counts['sinks']} sink IDs, "
           f"{counts['repeated_documents']} documents in repeated groups")
@@ -194,7 +216,8 @@ VERBS = {"run": cmd_run, "train": cmd_train, "eval": cmd_eval, "sweep": cmd_swee
          "export": cmd_export, "delete": cmd_delete, "report": cmd_report,
          "unlearn": cmd_unlearn, "tradeoff": cmd_tradeoff, "frontier": cmd_frontier,
          "ladder": cmd_ladder, "profile": cmd_profile, "theory": cmd_theory,
-         "add-sinks": cmd_add_sinks, "import-litgpt": cmd_import_litgpt, "annotate": cmd_annotate}
+         "add-sinks": cmd_add_sinks, "import-litgpt": cmd_import_litgpt, "annotate": cmd_annotate,
+         "annotate-merge": cmd_annotate_merge}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -392,7 +415,26 @@ def build_parser() -> argparse.ArgumentParser:
     annotate.add_argument("--bands", type=int, default=None,
                           help=f"minhash: LSH bands, dividing --num-perm "
                                f"(default {minhash.bands})")
+    annotate.add_argument("--workers", type=int, default=None,
+                          help="run on datatrove's local executor with this many processes, "
+                               "one task per file of SOURCE, then merge (needs datatrove)")
+    annotate.add_argument("--tasks", type=int, default=None,
+                          help="with --workers: tasks, each reading a contiguous block of "
+                               "files (default: one per file)")
     annotate.add_argument("--quiet", action="store_true", help="no progress output")
+    merge = sub.add_parser("annotate-merge",
+                           help="count the shard parts of a distributed annotation job into "
+                                "one table",
+                           description="SHARDS/parts/RANK.parquet, written by the tasks of a "
+                           "datatrove job (memsinks.integrations.datatrove.SinkKeys), numbered "
+                           "in task order and counted as memsinks annotate counts: the same "
+                           "OUT/annotations.parquet, byte for byte.")
+    merge.add_argument("shards", help="the directory the job's SinkKeys step wrote to")
+    merge.add_argument("--out", required=True, help="directory for annotations.parquet")
+    merge.add_argument("--memory-limit", default="1GB",
+                       help="DuckDB's memory cap, e.g. 512MB or 8GB (default 1GB)")
+    merge.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: all)")
+    merge.add_argument("--quiet", action="store_true", help="no progress output")
     for name, verb in sub.choices.items():
         verb.set_defaults(func=VERBS[name])
     return parser

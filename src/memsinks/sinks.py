@@ -12,31 +12,19 @@ and how their projections are rebuilt, is :mod:`memsinks.families`.
 from __future__ import annotations
 
 import copy
-import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-import numpy as np
 import torch
 from torch import nn
 
 from .families import model_family, rebuild_mlps
+from .ids import document_id, hash63  # noqa: F401 - the public home of document IDs
 
 MODES = ("off", "train", "own", "keep", "drop", "exclude")
 _M32 = 0xFFFFFFFF
-
-
-def document_id(token_ids: Sequence[int] | np.ndarray) -> int:
-    """A 63-bit ID from a hash of the token ids: equal documents share it, and it is never 0."""
-    return hash63(np.asarray(token_ids, dtype="<i8").tobytes())
-
-
-def hash63(data: bytes) -> int:
-    """A 63-bit BLAKE2b hash of ``data`` that is never 0 (0 means "no sinks")."""
-    value = int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little") >> 1
-    return value or 1
 
 
 def fmix32(x: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..sinks import document_id, hash63
+from ..ids import document_id, hash63
 from .near_duplicates import MinHashParams, minhash_clusters
 
 TABLE = "annotations.parquet"  # what memsinks annotate writes

@@ -319,11 +319,12 @@ def read_documents(spec: str, limit: int | None = None, skip: int = 0) -> Iterat
 
 
 def read_records(spec: str, fields: Iterable[str] = (), limit: int | None = None,
-                 skip: int = 0) -> Iterator[tuple[str, tuple[Any, ...]]]:
+                 skip: int = 0, require: bool = True) -> Iterator[tuple[str, tuple[Any, ...]]]:
     """:func:`read_documents`, each text with the values of ``fields`` in its record.
 
     A record without one of the fields gives None for it; a parquet file without the column, or
-    a text file (no records), is an error when the spec is checked.
+    a text file (no records), is an error when the spec is checked. ``require=False``: a
+    source without a non-empty document yields nothing instead of raising (one shard of many).
     """
     if skip < 0 or (limit is not None and limit < 0):
         raise ValueError(f"read_documents({spec!r}): skip = {skip} and limit = {limit} must not "
@@ -334,7 +335,7 @@ def read_records(spec: str, fields: Iterable[str] = (), limit: int | None = None
         source = _hub_source(spec, target[3:], options, fields)
     else:
         source = _local_source(spec, target, options, fields)
-    return _take(spec, source(), skip, limit)
+    return _take(spec, source(), skip, limit, require)
 
 
 def source_files(spec: str) -> list[Path]:
@@ -346,8 +347,8 @@ def source_files(spec: str) -> list[Path]:
     return _resolve_files(spec, target, options.get("format"))
 
 
-def _take(spec: str, documents: Iterator[_Record], skip: int,
-          limit: int | None) -> Iterator[_Record]:
+def _take(spec: str, documents: Iterator[_Record], skip: int, limit: int | None,
+          require: bool = True) -> Iterator[_Record]:
     if limit == 0:
         return
     seen = 0
@@ -361,7 +362,7 @@ def _take(spec: str, documents: Iterator[_Record], skip: int,
         yield text, extras
         if limit is not None and seen - skip >= limit:
             return
-    if seen == 0:
+    if seen == 0 and require:
         raise ValueError(f"data source {spec!r} holds no non-empty documents; check the files "
                          "and the field/split options")
 

@@ -50,8 +50,8 @@ from numpy.lib import format as npy
 from tqdm import tqdm
 
 from ..files import atomic_write
+from ..ids import document_id
 from ..locking import exclusive
-from ..sinks import document_id
 from .sources import TextTokenizer, read_records, source_files
 
 FORMAT = 1

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ...sinks import document_id
+from ...ids import document_id
 from ..keys import SinkKey, text_id
 from ..sources import load_tokenizer, read_records, source_files
 from ..store import TokenStore
@@ -58,15 +58,22 @@ class TextDocs:
     def chunks(self, start: int, size: int) -> Iterator[Chunk]:
         records = self._read(self.spec, self._fields, skip=start)
         while batch := list(itertools.islice(records, size)):
-            texts = [text for text, _ in batch]
-            if self.tokenizer is not None:
-                ids = self.tokenizer.encode_batch(texts, max_tokens=self.max_tokens)
-                hashes = [document_id(t) for t in ids]
-            else:
-                hashes = [text_id(t) for t in texts]
-            yield Chunk(np.array(hashes, dtype=np.int64),
-                         values=[extras[0] for _, extras in batch] if self._fields else None,
-                         texts=texts if self.key.kind == "minhash" else None)
+            yield text_chunk([text for text, _ in batch],
+                             [extras[0] for _, extras in batch] if self._fields else None,
+                             self.key, self.tokenizer, self.max_tokens)
+
+
+def text_chunk(texts: list[str], values: list[Any] | None, key: SinkKey, tokenizer: Any,
+               max_tokens: int | None) -> Chunk:
+    """The chunk of stripped, non-empty ``texts`` (and their field ``values``): hashed as
+    token ids when a tokenizer is given, else as text; the texts kept for minhash keys."""
+    if tokenizer is not None:
+        ids = tokenizer.encode_batch(texts, max_tokens=max_tokens)
+        hashes = [document_id(t) for t in ids]
+    else:
+        hashes = [text_id(t) for t in texts]
+    return Chunk(np.array(hashes, dtype=np.int64), values=values,
+                 texts=texts if key.kind == "minhash" else None)
 
 
 class StoreDocs:

@@ -23,8 +23,22 @@ COLUMNS = ("position", "hash", "key", "sink_id", "count", "first_position", "rep
 def write_part(parts: Path, index: int, start: int, batch: Chunk, key: SinkKey,
                params: MinHashParams | None) -> dict[str, Any]:
     """Part ``index``: the chunk's rows, written durably; then its marker, which says done."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
+
+    table, keyed = part_table(start, batch, key, params)
+    # a file object: pyarrow would read a ':' in a path as a URI
+    with (replacing(parts / f"{index:06d}.parquet", durable=True) as tmp,
+          open(tmp, "wb") as f):
+        pq.write_table(table, f, compression="zstd")
+    marker = {"documents": table.num_rows, "keyed": keyed}
+    atomic_write(parts / f"{index:06d}.done", json.dumps(marker, indent=1) + "\n", durable=True)
+    return marker
+
+
+def part_table(start: int, batch: Chunk, key: SinkKey,
+               params: MinHashParams | None) -> tuple[Any, int]:
+    """A chunk's rows of a part file, positions from ``start``, and how many have a key."""
+    import pyarrow as pa
 
     n = len(batch.hashes)
     columns: dict[str, Any] = {"position": np.arange(start, start + n, dtype=np.int64),
@@ -48,13 +62,7 @@ def write_part(parts: Path, index: int, start: int, batch: Chunk, key: SinkKey,
         columns["bands"] = pa.ListArray.from_arrays(
             pa.array(np.arange(0, n * params.bands + 1, params.bands, dtype=np.int32)),
             pa.array(flat))
-    # a file object: pyarrow would read a ':' in a path as a URI
-    with (replacing(parts / f"{index:06d}.parquet", durable=True) as tmp,
-          open(tmp, "wb") as f):
-        pq.write_table(pa.table(columns), f, compression="zstd")
-    marker = {"documents": n, "keyed": keyed}
-    atomic_write(parts / f"{index:06d}.done", json.dumps(marker, indent=1) + "\n", durable=True)
-    return marker
+    return pa.table(columns), keyed
 
 
 def part_keys(parts: Path) -> Iterator[Any]:

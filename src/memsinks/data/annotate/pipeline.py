@@ -48,21 +48,9 @@ def annotate(source: str, key: str, out_dir: str | Path, *, memory_limit: str = 
     ``duckdb_settings``: more DuckDB settings (``{"max_temp_directory_size": "200GB"}``).
     ``chunk``: documents per part file, the unit of resumption.
     """
-    parsed = parse_key(key, "key", kinds=("hash", "minhash", "field"))
+    parsed, params = parse_annotation_key(key, threshold=threshold, shingle=shingle,
+                                          num_perm=num_perm, bands=bands, seed=seed)
     limit = memory_limit_text(memory_limit)
-    given = {name: value for name, value in (("threshold", threshold), ("shingle", shingle),
-                                             ("num_perm", num_perm), ("bands", bands),
-                                             ("seed", seed)) if value is not None}
-    params = None
-    if parsed.kind == "minhash":
-        # options in the key (minhash?threshold=0.9, as data.sink_key takes them), then these
-        params = MinHashParams(**{**minhash_options(key, "key"), **given})
-        parsed = SinkKey("minhash")  # the options are recorded as the parameters
-        params.check()
-        _import("rensa", "minhash keys")
-    elif given:
-        raise ValueError(f"the minhash options ({', '.join(given)}) do not apply to key "
-                         f"{str(parsed)!r}; drop them or use --key minhash")
     if chunk < 1 or (threads is not None and threads < 1):
         raise ValueError(f"chunk = {chunk} and threads = {threads} must be at least 1")
     _import("duckdb", "annotation")
@@ -81,22 +69,46 @@ def annotate(source: str, key: str, out_dir: str | Path, *, memory_limit: str = 
             return out / TABLE
         (out / SUMMARY).unlink(missing_ok=True)  # a table without its summary is unfinished
         work = out / WORK
-        _prepare(work, {**identity, "chunk": chunk})
+        prepare(work, {**identity, "chunk": chunk})
         read = _write_parts(docs, parsed, params, work, chunk, progress)
         if parsed.kind == "field" and read["keyed"] == 0:
             raise ValueError(f"no document of {source!r} has a value in field {parsed.argument!r}; "
                              "check the field name (keys and columns are case-sensitive)")
-        counts = write_table(work, out, parsed, params, limit, threads, duckdb_settings or {},
-                             progress)
-        summary = {"identity": identity,
-                   "parameters": {"memory_limit": limit, "threads": threads, "chunk": chunk,
-                                  "duckdb_settings": duckdb_settings or {}},
-                   "counts": counts, "columns": list(COLUMNS), "versions": _versions(parsed),
-                   "table_bytes": (out / TABLE).stat().st_size,
-                   "table_sha256": _sha256(out / TABLE)}
-        atomic_write(out / SUMMARY, json.dumps(summary, indent=1) + "\n", durable=True)
-        shutil.rmtree(work)
+        finish(work, out, identity, parsed, params,
+               {"memory_limit": limit, "threads": threads, "chunk": chunk,
+                "duckdb_settings": duckdb_settings or {}}, progress)
     return out / TABLE
+
+
+def parse_annotation_key(key: str, **given: Any) -> tuple[SinkKey, MinHashParams | None]:
+    """``key`` (hash, field:NAME or minhash, with ``minhash?threshold=...`` options) and the
+    minhash parameters given apart from it (None ones are unset), checked."""
+    parsed = parse_key(key, "key", kinds=("hash", "minhash", "field"))
+    given = {name: value for name, value in given.items() if value is not None}
+    if parsed.kind != "minhash":
+        if given:
+            raise ValueError(f"the minhash options ({', '.join(given)}) do not apply to key "
+                             f"{str(parsed)!r}; drop them or use --key minhash")
+        return parsed, None
+    # options in the key (minhash?threshold=0.9, as data.sink_key takes them), then these
+    params = MinHashParams(**{**minhash_options(key, "key"), **given})
+    params.check()
+    _import("rensa", "minhash keys")
+    return SinkKey("minhash"), params  # the options are recorded as the parameters
+
+
+def finish(work: Path, out: Path, identity: dict[str, Any], key: SinkKey,
+           params: MinHashParams | None, parameters: dict[str, Any], progress: bool) -> None:
+    """Count the finished parts of ``work`` into ``out``'s table, write annotation.json, and
+    remove the work directory."""
+    counts = write_table(work, out, key, params, parameters["memory_limit"],
+                         parameters["threads"], parameters["duckdb_settings"], progress)
+    summary = {"identity": identity, "parameters": parameters,
+               "counts": counts, "columns": list(COLUMNS), "versions": _versions(key),
+               "table_bytes": (out / TABLE).stat().st_size,
+               "table_sha256": _sha256(out / TABLE)}
+    atomic_write(out / SUMMARY, json.dumps(summary, indent=1) + "\n", durable=True)
+    shutil.rmtree(work)
 
 
 def _import(name: str, what: str) -> Any:
@@ -119,7 +131,7 @@ def _table_matches(out: Path, summary: dict[str, Any]) -> bool:
     return table.is_file() and table.stat().st_size == summary.get("table_bytes")
 
 
-def _prepare(work: Path, identity: dict[str, Any]) -> None:
+def prepare(work: Path, identity: dict[str, Any]) -> None:
     """A work directory for this identity: kept from an interrupted run, else made afresh."""
     marker = work / "identity.json"
     try:
