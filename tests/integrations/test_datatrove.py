@@ -255,3 +255,53 @@ def test_command_line(tmp_path, corpus, capsys):
                           logging_dir=str(shards / "logs")).run()
     main(["annotate-merge", str(shards), "--out", str(tmp_path / "merged"), "--quiet"])
     assert (tmp_path / "merged" / "annotations.parquet").read_bytes() == one.read_bytes()
+
+
+# Slurm on this machine: sbatch runs an array job's script once per index, in turn, with the
+# variables Slurm sets; srun runs its command; scontrol expands a one-host node list.
+FAKE_SBATCH = """#!/usr/bin/env python3
+import os, re, subprocess, sys
+script = sys.argv[-1]
+text = open(script).read()
+env = dict(os.environ, SLURM_JOB_ID="7", SLURM_NODELIST="localhost", SLURM_NODEID="0")
+for arg in sys.argv[1:-1]:
+    if arg.startswith("--export=ALL,"):
+        env.update(pair.split("=", 1) for pair in arg[len("--export=ALL,"):].split(","))
+with open(os.environ["SBATCH_RECORD"], "a") as record:
+    record.write(text + "\\n#----\\n")
+array = re.search(r"^#SBATCH --array=0-(\\d+)", text, re.M)
+for index in range(int(array.group(1)) + 1 if array else 1):
+    subprocess.run(["bash", script], env=dict(env, SLURM_ARRAY_TASK_ID=str(index)), check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print("Submitted batch job 7")
+"""
+FAKE_SRUN = """#!/usr/bin/env bash
+while [ "$#" -gt 0 ] && [ "$1" != launch_pickled_pipeline ]; do shift; done
+exec "$@"
+"""
+FAKE_SCONTROL = """#!/usr/bin/env bash
+echo "$3"
+"""
+
+
+def test_the_slurm_example_runs_under_a_local_stand_in_for_slurm(tmp_path, corpus):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("sbatch", FAKE_SBATCH), ("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    root = Path(__file__).parents[2]
+    env = {**os.environ, "SBATCH_RECORD": str(tmp_path / "sbatch.txt"),
+           "PATH": os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent),
+                                    os.environ["PATH"]]),
+           "PYTHONPATH": os.pathsep.join([str(root / "src"), os.environ.get("PYTHONPATH", "")])}
+    shards = tmp_path / "shards"
+    subprocess.run([sys.executable, str(root / "examples" / "annotate_slurm.py"), corpus,
+                    "--key", "field:domain", "--shards", str(shards), "--partition", "cpu",
+                    "--workers", "2"], env=env, check=True, capture_output=True, cwd=tmp_path)
+    script = (tmp_path / "sbatch.txt").read_text()
+    assert "#SBATCH --array=0-4%2" in script and "#SBATCH --partition=cpu" in script
+    assert "launch_pickled_pipeline" in script
+    one = annotate(corpus, "field:domain", tmp_path / "one", progress=False)
+    merged = merge_shards(shards, tmp_path / "merged", progress=False)
+    assert merged.read_bytes() == one.read_bytes()
