@@ -53,7 +53,7 @@ def annotate(source: str, key: str, out_dir: str | Path, *, memory_limit: str = 
     limit = memory_limit_text(memory_limit)
     if chunk < 1 or (threads is not None and threads < 1):
         raise ValueError(f"chunk = {chunk} and threads = {threads} must be at least 1")
-    _import("duckdb", "annotation")
+    require("duckdb", "annotation")
     docs: TextDocs | StoreDocs
     if is_store(source):
         docs = StoreDocs(Path(source).expanduser(), parsed, tokenizer, max_tokens)
@@ -65,7 +65,7 @@ def annotate(source: str, key: str, out_dir: str | Path, *, memory_limit: str = 
                 "minhash": asdict(params) if params else None}
     with exclusive(out / ".annotate.lock", f"annotation directory {out}", wait=False):
         done = summary_of(out)
-        if done.get("identity") == identity and _table_matches(out, done):
+        if done.get("identity") == identity and table_matches(out, done):
             return out / TABLE
         (out / SUMMARY).unlink(missing_ok=True)  # a table without its summary is unfinished
         work = out / WORK
@@ -93,7 +93,7 @@ def parse_annotation_key(key: str, **given: Any) -> tuple[SinkKey, MinHashParams
     # options in the key (minhash?threshold=0.9, as data.sink_key takes them), then these
     params = MinHashParams(**{**minhash_options(key, "key"), **given})
     params.check()
-    _import("rensa", "minhash keys")
+    require("rensa", "minhash keys")
     return SinkKey("minhash"), params  # the options are recorded as the parameters
 
 
@@ -111,7 +111,7 @@ def finish(work: Path, out: Path, identity: dict[str, Any], key: SinkKey,
     shutil.rmtree(work)
 
 
-def _import(name: str, what: str) -> Any:
+def require(name: str, what: str) -> Any:
     try:
         return __import__(name)
     except ImportError:
@@ -126,7 +126,7 @@ def summary_of(out: Path) -> dict[str, Any]:
         return {}
 
 
-def _table_matches(out: Path, summary: dict[str, Any]) -> bool:
+def table_matches(out: Path, summary: dict[str, Any]) -> bool:
     table = out / TABLE
     return table.is_file() and table.stat().st_size == summary.get("table_bytes")
 

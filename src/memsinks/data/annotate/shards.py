@@ -28,11 +28,12 @@ from .pipeline import (
     FORMAT,
     SUMMARY,
     WORK,
-    _import,
     finish,
     parse_annotation_key,
     prepare,
+    require,
     summary_of,
+    table_matches,
 )
 
 PARTS = "parts"
@@ -215,7 +216,7 @@ def merge_shards(shards: str | Path, out_dir: str | Path, *, memory_limit: str =
     limit = memory_limit_text(memory_limit)
     if threads is not None and threads < 1:
         raise ValueError(f"threads = {threads} must be at least 1")
-    _import("duckdb", "annotation")
+    require("duckdb", "annotation")
     markers = read_markers(shards, redo_hint)
     shard_id = markers[0]["identity"]
     key, params = parse_annotation_key(shard_id["key"], **(shard_id["minhash"] or {}))
@@ -231,8 +232,7 @@ def merge_shards(shards: str | Path, out_dir: str | Path, *, memory_limit: str =
     out.mkdir(parents=True, exist_ok=True)
     with exclusive(out / ".annotate.lock", f"annotation directory {out}", wait=False):
         done = summary_of(out)
-        if done.get("identity") == identity and (out / TABLE).is_file() and \
-                (out / TABLE).stat().st_size == done.get("table_bytes"):
+        if done.get("identity") == identity and table_matches(out, done):
             return out / TABLE
         (out / SUMMARY).unlink(missing_ok=True)
         work = out / WORK
