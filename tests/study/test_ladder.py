@@ -55,3 +55,31 @@ def test_studies_are_grouped_by_size_and_their_seeds_combined(tmp_path, capsys):
 def test_a_directory_that_is_no_finished_study_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="has no results.json"):
         ladder.study_row(tmp_path)
+
+
+def test_summaries_without_models_are_sized_from_their_config_and_seeds_share_a_rung(tmp_path):
+    """A study kept as results.json alone (docs/data): its size from the model config, and its
+    seeds, whose streams tokenize to different counts, in one rung of steps x batch size."""
+    from memsinks.model import ModelConfig, build_model, count_non_embedding
+
+    model = {"preset": "tiny", "num_layers": 1, "hidden_size": 16, "intermediate_size": 32,
+             "num_heads": 2, "num_kv_heads": 2, "max_seq_len": 64, "tie_embeddings": True,
+             "init_from": ""}
+    dirs = []
+    for seed, tokens in ((0, 1000), (1, 1010)):
+        path = study(tmp_path, f"seed{seed}", 1, 0.2 + 0.2 * seed)
+        (path / "standard").rename(tmp_path / f"model-{seed}")  # no model kept
+        results = json.loads((path / "results.json").read_text())
+        results["config"] = {"model": model, "train": {"steps": 10, "batch_size": 4}}
+        results["methods"]["standard"]["tokens"] = tokens
+        (path / "results.json").write_text(json.dumps(results))
+        dirs.append(path)
+    expected = count_non_embedding(build_model(ModelConfig(**model), vocab_size=999, seed=1))
+    rungs = ladder.run_ladder(dirs, tmp_path / "out")
+    assert [(r["params"], r["documents"], r["tokens"], r["seeds"]) for r in rungs] == \
+        [(expected, 40, 1005, 2)]
+    model["init_from"] = "some/checkpoint"  # a fine-tuned model's size is in its checkpoint
+    results["config"]["model"] = model
+    (dirs[1] / "results.json").write_text(json.dumps(results))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ladder.study_row(dirs[1])

@@ -3,10 +3,11 @@ training tokens.
 
 Reads finished studies (each a ``results.json`` with a standard model and sink methods), counts
 each one's non-embedding parameters from its standard model's saved config and its training
-tokens from standard training's record, groups the studies by (parameters, tokens) (the seeds
-of one rung), and writes ``ladder.json``, ``ladder.png`` and a table: mean ± standard error over
-seeds where a rung has several, the run's own error over documents where it has one. Each rung
-also gives standard training's L(H) and L(R) above the entropy floor of H, so that a reader sees
+tokens from standard training's record, groups the studies by (parameters, training
+documents) (the seeds of one rung), and writes ``ladder.json``, ``ladder.png`` and a table:
+mean ± standard error over seeds where a rung has several, the run's own error over documents
+where it has one. Each rung also gives standard training's L(H) and L(R) above the entropy
+floor of H, so that a reader sees
 how much of the gap is an unlearned domain and how much is memorization.
 """
 
@@ -21,20 +22,28 @@ METRICS = (("closure_vs_standard", "closure"), ("dLH_rel_vs_standard", "L(H) vs 
            ("dLV_rel_vs_standard", "L(V) vs standard"))
 
 
-def non_embedding_parameters(study_dir: Path) -> int:
-    """The non-embedding parameter count of a study's standard model, from its config.json."""
+def non_embedding_parameters(study_dir: Path, results: dict | None = None) -> int:
+    """The non-embedding parameter count of a study's standard model, from its config.json,
+    or, for a study kept without its models (a summary under docs/data), from the model
+    section of its results.json (a model built from scratch: shapes only)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from ..model import count_non_embedding
+    from ..model import ModelConfig, build_model, count_non_embedding
 
     config_path = Path(study_dir) / "standard" / "model" / "config.json"
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{config_path} does not exist; pass finished study directories "
-                                "with a standard model, such as runs/ladder/model.preset=small/"
-                                "seed0")
+    model_config = (results or {}).get("config", {}).get("model")
     with torch.device("meta"):  # shapes only, no memory or initialisation
-        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(config_path.parent))
+        if config_path.is_file():
+            model = AutoModelForCausalLM.from_config(
+                AutoConfig.from_pretrained(config_path.parent))
+        elif model_config and not model_config.get("init_from"):
+            # the embeddings are not counted, so any vocabulary gives the same count
+            model = build_model(ModelConfig(**model_config), vocab_size=256, seed=0)
+        else:
+            raise FileNotFoundError(f"{config_path} does not exist; pass finished study "
+                                    "directories with a standard model, such as "
+                                    "runs/ladder/model.preset=small/seed0")
     return count_non_embedding(model)
 
 
@@ -51,8 +60,9 @@ def study_row(study_dir: Path) -> dict:
     if floor is not None:  # text corpora have no floor
         figures |= {"L_H_above_floor": [standard["L_H"][0] - floor, standard["L_H"][1]],
                     "L_R_above_floor": [standard["L_R"][0] - floor, standard["L_R"][1]]}
-    row = {"dir": str(study_dir), "params": non_embedding_parameters(study_dir),
+    row = {"dir": str(study_dir), "params": non_embedding_parameters(study_dir, results),
            "tokens": int(results["methods"]["standard"]["tokens"]),
+           "documents": _documents(results),
            "standard": figures, "methods": {}}
     for name, comparison in results["comparisons"].items():
         figures = {key: comparison[key] for key, _ in METRICS if key in comparison}
@@ -64,16 +74,29 @@ def study_row(study_dir: Path) -> dict:
     return row
 
 
+def _documents(results: dict) -> int:
+    """Standard training's budget in documents (steps x batch size); the token count when the
+    config does not say (an older summary)."""
+    train = results.get("config", {}).get("train", {})
+    if "steps" in train and "batch_size" in train:
+        return int(train["steps"]) * int(train["batch_size"])
+    return int(results["methods"]["standard"]["tokens"])
+
+
 def ladder(study_dirs: list[Path]) -> list[dict]:
     """Rungs sorted by size, then training tokens, each with its seeds' figures combined."""
     rows = [study_row(d) for d in study_dirs]
     rungs = []
-    for params, tokens in sorted({(r["params"], r["tokens"]) for r in rows}):
-        mine = [r for r in rows if (r["params"], r["tokens"]) == (params, tokens)]
+    # a rung is a size and a training budget in documents: each seed's stream tokenizes to a
+    # slightly different token count, so tokens are the seeds' mean
+    for params, documents in sorted({(r["params"], r["documents"]) for r in rows}):
+        mine = [r for r in rows if (r["params"], r["documents"]) == (params, documents)]
         methods = sorted({m for r in mine for m in r["methods"]})
         shared = set.intersection(*(set(r["standard"]) for r in mine))
+        tokens = sum(r["tokens"] for r in mine) / len(mine)
         rungs.append({
-            "params": params, "tokens": tokens, "tokens_per_param": tokens / params,
+            "params": params, "documents": documents, "tokens": tokens,
+            "tokens_per_param": tokens / params,
             "seeds": len(mine), "dirs": [r["dir"] for r in mine],
             "standard": {k: over_seeds([r["standard"][k] for r in mine]) for k in sorted(shared)},
             "methods": {m: {k: over_seeds([r["methods"][m][k] for r in mine
