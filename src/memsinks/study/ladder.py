@@ -7,8 +7,8 @@ tokens from standard training's record, groups the studies by (parameters, train
 documents) (the seeds of one rung), and writes ``ladder.json``, ``ladder.png`` and a table:
 mean ± standard error over seeds where a rung has several, the run's own error over documents
 where it has one. Each rung also gives standard training's L(H) and L(R) above the entropy
-floor of H, so that a reader sees
-how much of the gap is an unlearned domain and how much is memorization.
+floor of H, so that a reader sees how much of the gap is an unlearned domain and how much is
+memorization.
 """
 
 from __future__ import annotations
