@@ -24,7 +24,7 @@ def _study(path, tokens, closure, l_h=0.7, l_r=0.2, floor=0.4):
 
 
 def test_rungs_are_size_and_token_budget_and_report_the_floor(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(ladder_module, "non_embedding_parameters", lambda _: 1_000_000)
+    monkeypatch.setattr(ladder_module, "non_embedding_parameters", lambda *_: 1_000_000)
     dirs = [_study(tmp_path / "short-s0", 2_000_000, 0.2),
             _study(tmp_path / "short-s1", 2_000_000, 0.4, l_h=0.9),
             _study(tmp_path / "long-s0", 8_000_000, 0.6)]
@@ -45,7 +45,7 @@ def test_rungs_are_size_and_token_budget_and_report_the_floor(tmp_path, monkeypa
 
 
 def test_a_study_without_a_floor_leaves_the_floor_columns_out(tmp_path, monkeypatch):
-    monkeypatch.setattr(ladder_module, "non_embedding_parameters", lambda _: 10)
+    monkeypatch.setattr(ladder_module, "non_embedding_parameters", lambda *_: 10)
     path = _study(tmp_path / "text", 100, 0.5)
     data = json.loads((path / "results.json").read_text())
     del data["entropy_floor"]
