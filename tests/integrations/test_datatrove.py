@@ -242,6 +242,12 @@ def test_shards_of_two_jobs_are_refused(tmp_path, corpus):
         merge_shards(tmp_path / "nothing", tmp_path / "out", progress=False)
     with pytest.raises(ValueError, match="tasks must be 1 to 5"):
         annotate_local(corpus, "hash", tmp_path / "x", tasks=6)
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "meta.json").write_text("{}")
+    (store / "hashes.npy").write_bytes(b"")
+    with pytest.raises(ValueError, match="is a token store: annotate it on one machine"):
+        annotate_local(str(store), "hash", tmp_path / "x")
 
 
 def test_command_line(tmp_path, corpus, capsys):

@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover - the message is the point
     raise ImportError("distributed annotation needs the datatrove package; "
                       "pip install 'memsinks[annotate]'") from None
 
+from ..data.annotate.documents import is_store
 from ..data.annotate.pipeline import CHUNK, parse_annotation_key
 from ..data.annotate.shards import PARTS, ShardWriter, brief, file_stats, merge_shards
 from ..data.keys import parse_key
@@ -48,6 +49,9 @@ class SourceReader(PipelineStep):
 
     def __init__(self, source: str, fields: tuple[str, ...] = ()):
         super().__init__()
+        if is_store(source):
+            raise ValueError(f"{source!r} is a token store: annotate it on one machine "
+                             "(memsinks annotate without --workers), or pass its text source")
         target, options = parse_spec(source)
         if target.startswith("hf:"):
             raise ValueError(f"source {source!r} is a hub dataset: it has no files to share "
