@@ -73,18 +73,19 @@ def main() -> None:
             best_stages: dict[str, tuple[float, float] | None] = {}
             reference: bytes | None = None
             for _ in range(args.rounds):
-                for name in ["one machine (DuckDB path)"] + [f"datatrove, {w} worker(s)"
-                                                             for w in workers]:
+                paths = [("one machine (DuckDB path)", 0)] + [(f"datatrove, {w} worker(s)", w)
+                                                              for w in workers]
+                for name, count in paths:
                     out = root / "out"
                     shutil.rmtree(out, ignore_errors=True)
                     start = time.perf_counter()
-                    if name.startswith("one"):
+                    if not count:
                         table = annotate(source, key, out, progress=False)
                     else:  # annotate_local's two stages, timed apart
                         shards = out / ".shards"
                         LocalPipelineExecutor(annotation_pipeline(source, key, shards),
                                               tasks=args.files, logging_dir=str(shards / "logs"),
-                                              workers=int(name.split(", ")[1].split()[0])).run()
+                                              workers=count).run()
                         keyed = time.perf_counter()
                         table = merge_shards(shards, out, progress=False)
                         stages[name] = (keyed - start, time.perf_counter() - keyed)

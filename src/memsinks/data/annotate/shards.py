@@ -119,7 +119,6 @@ class ShardWriter:
 
     def close(self) -> dict[str, Any]:
         """Write the rest, rename the part into place, mark it done; returns the marker."""
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
         self._flush()
@@ -127,7 +126,7 @@ class ShardWriter:
             empty = part_table(0, text_chunk([], [] if self._values is not None else None,
                                              self.key, None, None), self.key, self.params)[0]
             self._writer = pq.ParquetWriter(self._file, empty.schema, compression="zstd")
-            self._writer.write_table(pa.Table.from_batches([], empty.schema))
+            self._writer.write_table(empty)
         self._writer.close()
         self._file.close()
         self._replacing.__exit__(None, None, None)
@@ -158,10 +157,15 @@ def stale(shards: Path, rank: int, tasks: int, identity: dict[str, Any]) -> bool
         marker = json.loads((parts / f"{rank:06d}.done").read_text())
     except (FileNotFoundError, ValueError):
         return True
-    inputs = marker.get("inputs")
     return (not (parts / f"{rank:06d}.parquet").is_file() or marker.get("tasks") != tasks
-            or marker.get("identity") != identity
-            or bool(inputs and file_stats([p for p, _, _ in inputs]) != inputs))
+            or marker.get("identity") != identity or inputs_changed(marker))
+
+
+def inputs_changed(marker: dict[str, Any]) -> bool:
+    """Whether a task's input files (recorded in its marker) changed or went since it read
+    them; a task without recorded inputs never counts as changed."""
+    inputs = marker.get("inputs")
+    return bool(inputs) and file_stats([path for path, _, _ in inputs]) != inputs
 
 
 def read_markers(shards: Path, redo_hint: str = "") -> list[dict[str, Any]]:
@@ -193,10 +197,10 @@ def read_markers(shards: Path, redo_hint: str = "") -> list[dict[str, Any]]:
                          f"not finished); rerun the job, which runs the unfinished tasks"
                          f"{redo_hint}, then merge again")
     for rank in range(tasks):
-        inputs = markers[rank].get("inputs")
-        if inputs and file_stats([path for path, _, _ in inputs]) != inputs:
+        if inputs_changed(markers[rank]):
+            first_input = markers[rank]["inputs"][0][0]
             raise ValueError(f"shard {rank} was made from input files that have changed or gone "
-                             f"since (one of {inputs[0][0]!r} ...); delete {rank:06d}.parquet and "
+                             f"since (one of {first_input!r} ...); delete {rank:06d}.parquet and "
                              f"{rank:06d}.done and rerun the job{redo_hint}")
         if not (parts / f"{rank:06d}.parquet").is_file():
             raise ValueError(f"shard part {rank:06d}.parquet is missing though its task is marked "
@@ -220,9 +224,9 @@ def merge_shards(shards: str | Path, out_dir: str | Path, *, memory_limit: str =
     markers = read_markers(shards, redo_hint)
     shard_id = markers[0]["identity"]
     key, params = parse_annotation_key(shard_id["key"], **(shard_id["minhash"] or {}))
-    files = [[m["documents"], (shards / PARTS / f"{r:06d}.parquet").stat().st_size,
-              (shards / PARTS / f"{r:06d}.parquet").stat().st_mtime_ns]
-             for r, m in enumerate(markers)]
+    stats = [(shards / PARTS / f"{r:06d}.parquet").stat() for r in range(len(markers))]
+    files = [[m["documents"], st.st_size, st.st_mtime_ns] for m, st in zip(markers, stats,
+                                                                             strict=True)]
     identity = {"format": FORMAT, "key": shard_id["key"],
                 "source": {"shards": str(shards.resolve()), "tasks": len(markers),
                            "parts": files, "hashed": shard_id["hashed"],
@@ -259,23 +263,29 @@ def _number(shard_parts: Path, parts: Path, markers: list[dict[str, Any]],
         target = parts / f"{rank:06d}.parquet"
         if not (parts / f"{rank:06d}.done").is_file():
             source = shard_parts / f"{rank:06d}.parquet"
+            # a row group at a time: a task's part may hold millions of signatures
+            rows = 0
             try:
-                with open(source, "rb") as f:
-                    table = pq.read_table(f)
+                with (open(source, "rb") as f, replacing(target, durable=True) as tmp,
+                      open(tmp, "wb") as out):
+                    part = pq.ParquetFile(f)
+                    with pq.ParquetWriter(out, part.schema_arrow, compression="zstd") as writer:
+                        for group in range(part.num_row_groups):
+                            table = part.read_row_group(group)
+                            position = table.column("position").to_numpy() + offset
+                            writer.write_table(table.set_column(
+                                0, "position", pa.array(position, pa.int64())))
+                            rows += table.num_rows
+                    if rows != marker["documents"]:
+                        raise ValueError(f"shard part {str(source)!r} has {rows} rows, its marker "
+                                         f"says {marker['documents']}; delete both and rerun the "
+                                         f"job{redo_hint}")
             except (OSError, pa.ArrowException) as error:
                 raise ValueError(f"shard part {str(source)!r} is not readable parquet "
                                  f"({brief(error)}); delete it and {rank:06d}.done and rerun "
                                  f"the job{redo_hint}") from None
-            if table.num_rows != marker["documents"]:
-                raise ValueError(f"shard part {str(source)!r} has {table.num_rows} rows, its "
-                                 f"marker says {marker['documents']}; delete both and rerun "
-                                 f"the job{redo_hint}")
-            position = table.column("position").to_numpy() + offset
-            table = table.set_column(0, "position", pa.array(position, pa.int64()))
-            with replacing(target, durable=True) as tmp, open(tmp, "wb") as f:
-                pq.write_table(table, f, compression="zstd")
             atomic_write(parts / f"{rank:06d}.done",
-                         json.dumps({"documents": table.num_rows}) + "\n", durable=True)
+                         json.dumps({"documents": rows}) + "\n", durable=True)
         offset += marker["documents"]
     if offset == 0:
         raise ValueError("the shards hold no documents; check the job's input")
