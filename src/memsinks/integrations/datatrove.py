@@ -30,7 +30,15 @@ except ImportError:  # pragma: no cover - the message is the point
 
 from ..data.annotate.documents import is_store
 from ..data.annotate.pipeline import CHUNK, parse_annotation_key
-from ..data.annotate.shards import PARTS, ShardWriter, brief, file_stats, merge_shards
+from ..data.annotate.shards import (
+    PARTS,
+    ShardWriter,
+    brief,
+    file_stats,
+    merge_shards,
+    shard_identity,
+    stale,
+)
 from ..data.keys import parse_key
 from ..data.sources import load_tokenizer, parse_spec, read_records, source_files
 
@@ -171,8 +179,6 @@ def annotate_local(source: str, key: str, out_dir: str | Path, *, workers: int =
 def _forget_stale_parts(shards: Path, tasks: int, keys: SinkKeys) -> None:
     """Tasks whose part is gone, unfinished, or made by another job or from files that changed
     since are run again: their part, marker and completion mark are removed."""
-    from ..data.annotate.shards import shard_identity, stale
-
     tokenizer = (load_tokenizer(keys.tokenizer) if isinstance(keys.tokenizer, str)
                  else keys.tokenizer)
     identity = shard_identity(keys.key, tokenizer, keys.max_tokens, keys.source, **keys.minhash)
