@@ -53,3 +53,22 @@ def test_a_study_without_a_floor_leaves_the_floor_columns_out(tmp_path, monkeypa
     (rung,) = ladder_module.ladder([path])
     assert "L_H_above_floor" not in rung["standard"]
     assert rung["standard"]["gap"][0] == pytest.approx(0.5)
+
+
+def test_sizes_at_nearly_the_same_tokens_per_parameter_share_a_budget(tmp_path, monkeypatch):
+    # two sizes trained at "5 tokens per parameter" whose streams tokenize a little apart,
+    # and a third budget twice as large: the first two are one matched budget, the third not
+    sizes = {"half": 500_000, "full": 1_000_000, "full-long": 1_000_000}
+    monkeypatch.setattr(ladder_module, "non_embedding_parameters",
+                        lambda study_dir, *_: sizes[study_dir.name])
+    dirs = [_study(tmp_path / "half", 2_480_000, 0.3), _study(tmp_path / "full", 5_050_000, 0.4),
+            _study(tmp_path / "full-long", 10_000_000, 0.5)]
+    rungs = ladder_module.ladder(dirs)
+    ratios = {r["dirs"][0].split("/")[-1]: r["tokens_per_param"] for r in rungs}
+    assert ratios["half"] == pytest.approx(4.96) and ratios["full"] == pytest.approx(5.05)
+    groups = ladder_module.budget_groups(rungs)
+    by_name = {rungs[i]["dirs"][0].split("/")[-1]: ratio for i, ratio in groups.items()}
+    assert by_name["half"] == by_name["full"] == pytest.approx((4.96 + 5.05) / 2)
+    assert by_name["full-long"] == pytest.approx(10.0)
+    ladder_module.plot(rungs, tmp_path / "ladder.png")
+    assert (tmp_path / "ladder.png").stat().st_size > 0

@@ -106,6 +106,23 @@ def ladder(study_dirs: list[Path]) -> list[dict]:
     return rungs
 
 
+def budget_groups(rungs: list[dict], tolerance: float = 0.1) -> dict[int, float]:
+    """Rungs at a matched ratio of tokens to parameters: each rung's index to its group's
+    ratio (the group's mean). Two sizes trained at "the same" ratio differ a little (each
+    stream tokenizes to its own count), so ratios within ``tolerance`` of a group's smallest
+    one share it."""
+    order = sorted(range(len(rungs)), key=lambda i: rungs[i]["tokens_per_param"])
+    groups: list[list[int]] = []
+    for i in order:
+        ratio = rungs[i]["tokens_per_param"]
+        if groups and ratio <= rungs[groups[-1][0]]["tokens_per_param"] * (1 + tolerance):
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return {i: sum(rungs[j]["tokens_per_param"] for j in group) / len(group)
+            for group in groups for i in group}
+
+
 def table(rungs: list[dict]) -> str:
     lines = ["| non-embedding params | tokens per param | seeds | standard gap | standard L(H) "
              "− floor | standard L(R) − floor | method | closure | L(H) vs standard "
@@ -140,10 +157,12 @@ def plot(rungs: list[dict], path: Path) -> None:
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     methods = sorted({m for r in rungs for m in r["methods"]})
-    # left: against size, one line per method and token budget (tokens per parameter);
+    matched = budget_groups(rungs)
+    ratio_of = {id(r): matched[i] for i, r in enumerate(rungs)}
+    # left: against size, one line per method and matched budget (tokens per parameter);
     # right: against tokens per parameter, one line per method and size
     axis_of = (("params", "non-embedding parameters",
-                lambda r: f"{r['tokens_per_param']:.2g} tok/param"),
+                lambda r: f"{ratio_of[id(r)]:.2g} tok/param"),
                ("tokens_per_param", "training tokens per non-embedding parameter",
                 lambda r: f"{r['params'] / 1e6:.2g} M"))
     for row, (key, label) in enumerate(METRICS[:2]):
