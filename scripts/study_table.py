@@ -35,10 +35,12 @@ def _mode(method: str) -> str:
 
 
 def point_rows(label: str, paths: list[str], dedup: dict | None) -> list[dict]:
-    flats = [flatten(_results(p)) for p in paths]
-    methods = [m for m in _results(paths[0])["methods"]]
+    results = [_results(p) for p in paths]
+    # every method any seed ran, in the order first seen; a row combines the seeds that ran it
+    methods = list(dict.fromkeys(m for r in results for m in r["methods"]))
     rows = []
     for method in methods:
+        flats = [flatten(r) for r in results if method in r["methods"]]
         mode = _mode(method)
         keys = {"gap": f"{method}/{mode}/gap", "L_H": f"{method}/{mode}/L_H",
                 "L_V": f"{method}/{mode}/L_V",

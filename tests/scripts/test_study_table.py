@@ -68,3 +68,18 @@ def test_an_eval_output_becomes_a_row_compared_with_its_study(tmp_path):
     assert row["gap"] == drop["gap"]  # one seed keeps the evaluation's own error
     with pytest.raises(ValueError, match="has 2 files for 1 studies"):
         table.eval_rows("main", "x", [str(MAIN)], [str(none)] * 2)
+
+
+def test_a_method_that_only_some_seeds_ran_is_combined_over_those_seeds(tmp_path):
+    # seed 0 ran every method; "seed 1" (a copy without dedup or the extension) ran two
+    table = _load()
+    partial = json.loads((MAIN / "results.json").read_text())
+    for name in ("dedup", "memsinks-repeated"):
+        partial["methods"].pop(name)
+        partial["comparisons"].pop(name, None)
+    (tmp_path / "results.json").write_text(json.dumps(partial))
+    rows = {r["method"]: r for r in table.point_rows("main", [str(MAIN), str(tmp_path)], None)}
+    assert rows["memsinks"]["seeds"] == 2 and rows["memsinks"]["closure"][1] == 0.0
+    assert rows["memsinks-repeated"]["seeds"] == 1
+    assert rows["memsinks-repeated"]["closure"] == pytest.approx([0.3318, 0.0249], abs=1e-3)
+    assert list(rows)[:2] == list(json.loads((MAIN / "results.json").read_text())["methods"])[:2]
