@@ -109,6 +109,8 @@ def flatten(results: dict) -> dict:
     """The figures a sweep tabulates, as name -> [value, standard error over documents]."""
     out = {}
     floor = results.get("entropy_floor", {}).get("H")  # the built-in corpus's exact NLL on H
+    if floor is not None and not math.isfinite(floor):  # a text corpus's study writes NaN
+        floor = None
     for method, metrics in results["methods"].items():
         for mode, values in metrics["modes"].items():
             for key in ("L_R", "L_H", "L_V", "gap"):
