@@ -44,11 +44,15 @@ def test_rungs_are_size_and_token_budget_and_report_the_floor(tmp_path, monkeypa
     assert "| 1.00 M | 2.00 | 2 |" in table and "| 1.00 M | 8.00 | 1 |" in table
 
 
-def test_a_study_without_a_floor_leaves_the_floor_columns_out(tmp_path, monkeypatch):
+@pytest.mark.parametrize("floor", ["missing", "nan"])
+def test_a_study_without_a_floor_leaves_the_floor_columns_out(tmp_path, monkeypatch, floor):
     monkeypatch.setattr(ladder_module, "non_embedding_parameters", lambda *_: 10)
     path = _study(tmp_path / "text", 100, 0.5)
     data = json.loads((path / "results.json").read_text())
-    del data["entropy_floor"]
+    if floor == "missing":  # studies from before the floor was recorded
+        del data["entropy_floor"]
+    else:  # what a text corpus's study writes
+        data["entropy_floor"] = {"R": float("nan"), "H": float("nan"), "V": float("nan")}
     (path / "results.json").write_text(json.dumps(data))
     (rung,) = ladder_module.ladder([path])
     assert "L_H_above_floor" not in rung["standard"]

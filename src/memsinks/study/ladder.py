@@ -14,6 +14,7 @@ memorization.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from ..measure.stats import over_seeds
@@ -57,7 +58,7 @@ def study_row(study_dir: Path) -> dict:
     standard = results["methods"]["standard"]["modes"]["off"]
     floor = results.get("entropy_floor", {}).get("H")
     figures = {"gap": standard["gap"], "L_H": standard["L_H"]}
-    if floor is not None:  # text corpora have no floor
+    if floor is not None and math.isfinite(floor):  # a text corpus has none (NaN)
         figures |= {"L_H_above_floor": [standard["L_H"][0] - floor, standard["L_H"][1]],
                     "L_R_above_floor": [standard["L_R"][0] - floor, standard["L_R"][1]]}
     row = {"dir": str(study_dir), "params": non_embedding_parameters(study_dir, results),
