@@ -36,11 +36,12 @@ def _mode(method: str) -> str:
 
 def point_rows(label: str, paths: list[str], dedup: dict | None) -> list[dict]:
     results = [_results(p) for p in paths]
+    seeds = [(set(r["methods"]), flatten(r)) for r in results]
     # every method any seed ran, in the order first seen; a row combines the seeds that ran it
     methods = list(dict.fromkeys(m for r in results for m in r["methods"]))
     rows = []
     for method in methods:
-        flats = [flatten(r) for r in results if method in r["methods"]]
+        flats = [flat for ran, flat in seeds if method in ran]
         mode = _mode(method)
         keys = {"gap": f"{method}/{mode}/gap", "L_H": f"{method}/{mode}/L_H",
                 "L_V": f"{method}/{mode}/L_V",

@@ -29,6 +29,13 @@ def over_seeds(pairs: list) -> list[float]:
     return [float(values[0]), float(pairs[0, 1])]
 
 
+def heldout_floor(results: dict) -> float | None:
+    """The entropy floor of H that a study's results record, or None where there is none: the
+    built-in corpus's exact NLL; a text corpus's study records NaN, an older one nothing."""
+    floor = results.get("entropy_floor", {}).get("H")
+    return floor if floor is not None and math.isfinite(floor) else None
+
+
 def _standard_error(values: np.ndarray) -> float:
     return float(values.std(ddof=1) / math.sqrt(len(values)))
 

@@ -14,10 +14,9 @@ memorization.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
-from ..measure.stats import over_seeds
+from ..measure.stats import heldout_floor, over_seeds
 
 METRICS = (("closure_vs_standard", "closure"), ("dLH_rel_vs_standard", "L(H) vs standard"),
            ("dLV_rel_vs_standard", "L(V) vs standard"))
@@ -56,9 +55,9 @@ def study_row(study_dir: Path) -> dict:
                                 "directories, such as runs/ladder/model.preset=small/seed0")
     results = json.loads((study_dir / "results.json").read_text())
     standard = results["methods"]["standard"]["modes"]["off"]
-    floor = results.get("entropy_floor", {}).get("H")
+    floor = heldout_floor(results)
     figures = {"gap": standard["gap"], "L_H": standard["L_H"]}
-    if floor is not None and math.isfinite(floor):  # a text corpus has none (NaN)
+    if floor is not None:  # a text corpus has none
         figures |= {"L_H_above_floor": [standard["L_H"][0] - floor, standard["L_H"][1]],
                     "L_R_above_floor": [standard["L_R"][0] - floor, standard["L_R"][1]]}
     row = {"dir": str(study_dir), "params": non_embedding_parameters(study_dir, results),

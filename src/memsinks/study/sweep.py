@@ -19,7 +19,7 @@ import yaml
 from .. import config as config_io
 from ..files import atomic_write
 from ..measure.forgetting import forgetting_rate
-from ..measure.stats import over_seeds
+from ..measure.stats import heldout_floor, over_seeds
 from ..methods import METHODS
 from .run import run_study
 
@@ -108,9 +108,7 @@ def run_sweep(config_path: str | None, grid: Grid, seeds: list[int], overrides: 
 def flatten(results: dict) -> dict:
     """The figures a sweep tabulates, as name -> [value, standard error over documents]."""
     out = {}
-    floor = results.get("entropy_floor", {}).get("H")  # the built-in corpus's exact NLL on H
-    if floor is not None and not math.isfinite(floor):  # a text corpus's study writes NaN
-        floor = None
+    floor = heldout_floor(results)
     for method, metrics in results["methods"].items():
         for mode, values in metrics["modes"].items():
             for key in ("L_R", "L_H", "L_V", "gap"):
